@@ -1,0 +1,109 @@
+"""The one settings object: every knob of the product, read from `AIO_*` environment variables.
+
+Tests build it explicitly (`Settings(model="tiny-random", db_url="sqlite://")`); the CLI and the dashboard build it
+once with `Settings.from_env()` and pass it down. Nothing else in the code reads `os.environ` for these values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aio_core.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_DB_URL = f"sqlite:///{DATA_DIR / 'aio.db'}"
+DEFAULT_MODEL = "Qwen/Qwen1.5-0.5B-Chat"
+
+
+class SettingsError(UserError, ValueError):
+    """A setting has a value the product cannot use; the message names the variable and the fix."""
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every configurable value, with its default. The field name is the variable name without `AIO_`."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32
+    threads: int = 0  # 0 = all cores this process may use
+    db_url: str = DEFAULT_DB_URL
+    prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
+    uncertain_below: float = 0.75  # confidence under this marks a label "uncertain" (see README, Accuracy)
+    max_input_tokens: int = 256  # token budget of one text for the classifier; the full text is still stored
+    history_tokens: int = 1024  # token budget of the chat history sent with each reply
+    batch_size: int = 16  # texts per forward pass on the bulk path
+    upload_mb: int = 50  # largest CSV the dashboard accepts
+    ui_lang: str = "en"  # en | zh
+    alert_last_n: int = 5  # rule 1: at least alert_last_k of the last alert_last_n messages are negative
+    alert_last_k: int = 4
+    alert_days: int = 7  # rule 2: over the last alert_days days, at least alert_share of
+    alert_share: float = 0.6  # at least alert_min_messages messages are negative
+    alert_min_messages: int = 5
+
+    def __post_init__(self) -> None:
+        choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
+                   "ui_lang": ("en", "zh")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"AIO_{name.upper()}={getattr(self, name)!r} is not valid; use one of: {', '.join(allowed)}."
+                )
+        if not self.model.strip():
+            raise SettingsError("AIO_MODEL is empty; set it to a hub id, a model folder, a .gguf file or tiny-random.")
+        positive = ("max_input_tokens", "history_tokens", "batch_size", "upload_mb", "alert_last_n", "alert_last_k",
+                    "alert_days", "alert_min_messages")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be a whole number of 1 or more.")
+        if self.threads < 0:
+            raise SettingsError(f"AIO_THREADS={self.threads} must be 0 (all cores) or a positive number of threads.")
+        if self.alert_last_k > self.alert_last_n:
+            raise SettingsError("AIO_ALERT_LAST_K must not exceed AIO_ALERT_LAST_N.")
+        for name in ("uncertain_below", "alert_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be between 0 and 1.")
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads or _cpu_count()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read `AIO_<FIELD>` variables; keyword overrides (CLI flags) win when not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(f"AIO_{field.name.upper()}")
+            if raw is None or raw.strip() == "":
+                continue
+            values[field.name] = _parse(field.name, field.type, raw.strip())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, type_name: object, raw: str) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw.rstrip("%")) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise SettingsError(f"AIO_{name.upper()}={raw!r} is not a number; set it to a {kind}.") from None
+    return raw

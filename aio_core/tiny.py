@@ -1,0 +1,150 @@
+"""Random-weight Qwen2-architecture models built in-process: `tiny-random` for tests and offline demos, and the
+real Qwen1.5-0.5B shape for the speed benchmark. Their labels and replies are meaningless by construction.
+
+The tokenizer is a real byte-level BPE Qwen2 tokenizer with the ChatML special tokens and Qwen's chat template, so
+every code path (templates, special tokens, padding, streaming decode of split UTF-8) runs as with a real model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+# Qwen1.5-Chat's template (ChatML with a default system message).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map that byte-level BPE vocabularies are written in."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+MERGES = [("Ġ", "Ġ")]  # one real merge (two spaces), so the vocabulary is a true BPE one, also once written as GGUF
+
+
+def byte_vocab() -> dict[str, int]:
+    """The 256 single-byte tokens in byte order, the merged token, then the special tokens."""
+    mapping = _bytes_to_unicode()
+    vocab = {mapping[b]: b for b in range(256)}
+    vocab["ĠĠ"] = len(vocab)
+    for token in SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    return vocab
+
+
+def build_tiny_tokenizer(vocab: dict[str, int] | None = None, merges: list[str] | None = None) -> Qwen2Tokenizer:
+    """A Qwen2 tokenizer over `vocab` (default: bytes only, so every text round-trips exactly)."""
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab or byte_vocab(),
+        merges=merges if merges is not None else MERGES,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.model_max_length = 32768
+    return tokenizer
+
+
+def qwen2_config(tokenizer: Qwen2Tokenizer, **shape: int) -> Qwen2Config:
+    """A Qwen2 config for `tokenizer`'s special tokens; `shape` sets hidden_size, num_hidden_layers, ..."""
+    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    return Qwen2Config(
+        bos_token_id=ids[0],
+        eos_token_id=[ids[2], ids[0]],
+        pad_token_id=ids[0],
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        **shape,
+    )
+
+
+def build_random_model(config: Qwen2Config, *, dtype: torch.dtype, seed: int = 0) -> Qwen2ForCausalLM:
+    """Random weights drawn from a fixed seed, without disturbing the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        previous = torch.get_default_dtype()
+        # Creating the weights directly in the target dtype keeps peak memory at one copy of the model.
+        torch.set_default_dtype(dtype)
+        try:
+            model = Qwen2ForCausalLM(config)
+        finally:
+            torch.set_default_dtype(previous)
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.pad_token_id = config.pad_token_id
+    return model.eval()
+
+
+def build_tiny(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Qwen2ForCausalLM, Qwen2Tokenizer]:
+    """The `tiny-random` model: 2 layers, hidden size 64, a byte-level vocabulary (260 tokens)."""
+    tokenizer = build_tiny_tokenizer()
+    config = qwen2_config(tokenizer, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    return build_random_model(config, dtype=dtype, seed=seed), tokenizer
+
+
+# The real Qwen1.5-0.5B-Chat shape, for measuring speed offline (speed does not depend on weight values).
+QWEN15_05B_SHAPE = {"vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 24,
+                    "num_attention_heads": 16, "num_key_value_heads": 16}
+_HAN = r"[\u3400-\u4dbf\u4e00-\u9fff]"
+_EMOJI = r"[\u2600-\u27bf\U0001F000-\U0001FAFF]"
+
+
+def build_standin_tokenizer(corpus: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """A tokenizer that cuts text about where Qwen's does: Qwen's own pre-tokenizer regex, each emoji alone, runs of
+    Han characters in groups of up to 7 cut into pairs (2+2+2+1: Qwen averages ~0.6 tokens per Chinese character),
+    one token per piece. tests/test_bench.py holds it within 20% of the real tokenizer on every bench text.
+    Pieces seen in `corpus` get ids of their own; the rest share an unknown id, which changes nothing about speed."""
+    from aio_core.bench_texts import BENCH_TEXTS
+    from aio_core.prompts import all_prompt_texts
+
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.Split(Regex(_EMOJI), behavior="isolated"),
+        pre_tokenizers.Split(Regex(f"{_HAN}{{1,7}}"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(f"{_HAN}{{2}}(?={_HAN})"), behavior="isolated"),
+    ])
+    vocab = {token: i for i, token in enumerate(("<unk>", *SPECIAL_TOKENS))}
+    for text in (*BENCH_TEXTS, *all_prompt_texts(), *corpus):
+        for piece, _ in pre.pre_tokenize_str(text):
+            vocab.setdefault(piece, len(vocab))
+    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>",
+                                        additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_qwen15_shape(dtype: torch.dtype, seed: int = 0) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
+    """Random weights of Qwen1.5-0.5B-Chat's shape (tied embeddings) with the stand-in tokenizer."""
+    tokenizer = build_standin_tokenizer()
+    config = qwen2_config(tokenizer, **QWEN15_05B_SHAPE)
+    return build_random_model(config, dtype=dtype, seed=seed), tokenizer

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real tiny random-weight Qwen2 model (built in-process, never downloaded) and real SQLite
+files in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers (gguf_file) import as plain modules
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the network
+
+from aio_core.engine import Engine, load_engine  # noqa: E402
+from aio_core.settings import Settings  # noqa: E402
+from db.rules import AlertRule  # noqa: E402
+from db.session import make_db  # noqa: E402
+
+TINY = Settings(model="tiny-random", dtype="float32", db_url="sqlite://")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The tiny model, fp32 so that comparisons between code paths can be tight."""
+    return load_engine(TINY)
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = make_db(f"sqlite:///{tmp_path / 'aio.db'}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def rule() -> AlertRule:
+    return AlertRule()
