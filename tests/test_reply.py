@@ -1,0 +1,94 @@
+"""Replies: streamed text equals the whole text, history fits its budget, tone follows the label."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from aio_core.classify import Sentiment
+from aio_core.prompts import assistant_system_prompt
+from aio_core.reply import ReplyOptions, build_messages, generate_tokens, reply, reply_text, trim_history
+
+NEGATIVE = Sentiment("negative", 0.9, 0.9, False, "v", "en", False)
+POSITIVE = Sentiment("positive", 0.9, 0.1, False, "v", "zh", False)
+
+
+@pytest.mark.parametrize("options", [ReplyOptions(seed=1, max_new_tokens=40),
+                                     ReplyOptions(temperature=0, max_new_tokens=40),
+                                     ReplyOptions(seed=2, top_k=5, repetition_penalty=1.3, max_new_tokens=40)])
+def test_streaming_yields_the_same_text_as_the_whole_reply(engine, options):
+    history = [{"role": "user", "content": "今天的实验终于成功了，太棒了！"}]
+    pieces = list(reply(history, engine=engine, sentiment=POSITIVE, options=options))
+    assert len(pieces) > 1  # it really streamed
+    assert "".join(pieces) == reply_text(history, engine=engine, sentiment=POSITIVE, options=options)
+
+
+def test_same_seed_same_reply_and_token_limit_holds(engine):
+    history = [{"role": "user", "content": "hello"}]
+    options = ReplyOptions(seed=5, max_new_tokens=12)
+    first = reply_text(history, engine=engine, options=options)
+    assert first == reply_text(history, engine=engine, options=options)
+    assert len(list(generate_tokens(engine, build_messages(engine, history, None), options))) == 12
+
+
+def test_tone_adapts_to_the_label_and_language():
+    assert assistant_system_prompt("en", "negative") != assistant_system_prompt("en", "positive")
+    assert "upset" in assistant_system_prompt("en", "negative")
+    assert "喜悦" in assistant_system_prompt("zh", "positive")
+    assert assistant_system_prompt("en", "negative", uncertain=True) == assistant_system_prompt("en", None)
+
+
+def test_system_prompt_follows_the_users_language_and_sentiment(engine):
+    messages = build_messages(engine, [{"role": "user", "content": "我今天很难过"}], NEGATIVE)
+    assert messages[0] == {"role": "system", "content": assistant_system_prompt("zh", "negative")}
+
+
+def test_history_is_trimmed_to_the_budget_keeping_the_newest(engine):
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"question {i} " + "x" * 40},
+                    {"role": "assistant", "content": f"answer {i} " + "y" * 40}]
+    history.append({"role": "user", "content": "the latest question"})
+    kept = trim_history(engine.tokenizer, history, budget=300)
+    assert kept[-1]["content"] == "the latest question"
+    assert kept[0]["role"] == "user"
+    assert sum(len(engine.tokenizer(m["content"])["input_ids"]) + 8 for m in kept) <= 300
+    assert len(kept) < len(history) and kept == history[-len(kept):]
+
+
+def test_a_huge_last_message_is_clipped_not_dropped(engine):
+    kept = trim_history(engine.tokenizer, [{"role": "user", "content": "start " + "z" * 50_000 + " end"}], 200)
+    assert len(kept) == 1 and kept[0]["content"].startswith("start") and kept[0]["content"].endswith("end")
+    assert len(engine.tokenizer(kept[0]["content"])["input_ids"]) <= 100
+
+
+def test_replies_from_several_threads_do_not_mix(engine):
+    histories = [[{"role": "user", "content": f"session {i}"}] for i in range(4)]
+    options = [ReplyOptions(seed=i, max_new_tokens=24) for i in range(4)]
+    expected = [reply_text(h, engine=engine, options=o) for h, o in zip(histories, options, strict=True)]
+    got: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        got[i] = "".join(reply(histories[i], engine=engine, options=options[i]))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [got[i] for i in range(4)] == expected
+
+
+def test_reply_stops_at_the_end_of_turn_token(engine):
+    """With the end token forced to be the most likely, the reply is empty rather than running to the limit."""
+    im_end = engine.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    lm_head = engine.model.get_output_embeddings()
+    saved = lm_head.weight.data.clone()
+    try:
+        lm_head.weight.data[im_end] *= 50  # tied embeddings: strongly preferred at every step
+        text = reply_text([{"role": "user", "content": "hi"}], engine=engine,
+                          options=ReplyOptions(temperature=0, max_new_tokens=30))
+    finally:
+        lm_head.weight.data.copy_(saved)
+    assert text == ""
