@@ -1,0 +1,81 @@
+"""Alerts: opened or updated by the sustained-negativity rule, moved through open -> acknowledged -> resolved by
+people, every move kept as an event (who, when, note).
+
+One episode has one alert: while a person's alert is open or acknowledged, new negative messages update it. Once it
+is resolved, only messages stored after it can open the next one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from aio_core.errors import UserError
+from db.models import Alert, AlertEvent, Message, utcnow
+from db.rules import AlertRule, evaluate
+
+STATUSES = ("open", "acknowledged", "resolved")
+ACTIVE = ("open", "acknowledged")
+
+
+def person_series(session: Session, person_id: int, after_message_id: int = 0) -> list[tuple]:
+    """(created_at, label) of the person's labelled messages, oldest first."""
+    rows = session.execute(
+        select(Message.created_at, Message.label)
+        .where(Message.person_id == person_id, Message.label.is_not(None), Message.id > after_message_id)
+        .order_by(Message.created_at, Message.id)
+    ).all()
+    return [tuple(r) for r in rows]
+
+
+def refresh_alert(session: Session, person_id: int, rule: AlertRule) -> Alert | None:
+    """Re-evaluate the rule for one person; open a new alert or update the active one. Returns the alert touched."""
+    alerts = session.scalars(select(Alert).where(Alert.person_id == person_id).order_by(Alert.id)).all()
+    active = next((a for a in reversed(alerts) if a.status in ACTIVE), None)
+    # Messages that a resolved episode already covered do not count towards the next one.
+    baseline = max((a.last_message_id for a in alerts
+                    if a.status == "resolved" and (active is None or a.id < active.id)), default=0)
+    finding = evaluate(person_series(session, person_id, baseline), rule)
+    if finding is None:
+        return None
+    newest = session.scalar(select(Message.id).where(Message.person_id == person_id).order_by(Message.id.desc()))
+    if active is None:
+        active = Alert(person_id=person_id, status="open")
+        session.add(active)
+        active.events.append(AlertEvent(from_status=None, to_status="open", by="rule", note=finding.rule))
+    active.rule = finding.rule
+    active.window_start = min(active.window_start or finding.window_start, finding.window_start)
+    active.window_end = finding.window_end
+    active.negatives, active.total = finding.negatives, finding.total
+    active.negative_share = finding.share
+    active.last_message_id = newest or 0
+    active.updated_at = utcnow()
+    return active
+
+
+def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None) -> list[Alert]:
+    query = (select(Alert).options(joinedload(Alert.person), joinedload(Alert.events))
+             .where(Alert.status.in_(statuses)).order_by(Alert.status != "open", Alert.updated_at.desc()))
+    if person_id is not None:
+        query = query.where(Alert.person_id == person_id)
+    return list(session.scalars(query).unique())
+
+
+def transition_alert(session: Session, alert_id: int, to_status: str, *, by: str, note: str = "") -> Alert:
+    """Move an alert to `to_status`, recording who did it, when, and their note."""
+    if to_status not in STATUSES:
+        raise UserError(f"Unknown alert status {to_status!r}; use one of: {', '.join(STATUSES)}.")
+    if not by.strip():
+        raise UserError("Say who is making this change (a name or initials), so the alert history shows it.")
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise UserError(f"There is no alert number {alert_id}; it may have been erased with its person.")
+    if alert.status == to_status and not note.strip():
+        return alert
+    alert.events.append(AlertEvent(from_status=alert.status, to_status=to_status, by=by.strip(),
+                                   note=note.strip() or None))
+    alert.status = to_status
+    alert.note = note.strip() or alert.note
+    alert.updated_at = utcnow()
+    alert.updated_by = by.strip()
+    return alert

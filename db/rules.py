@@ -1,0 +1,77 @@
+"""Sustained negativity: when one person's recent messages are negative often enough that someone should look.
+
+Pure functions over (time, label) series, so they are tested on synthetic data and reused by the store (to open
+alerts) and the trends page (to shade flagged windows). "The last N days" ends at the person's newest message, not at
+the wall clock, so a CSV of last term's messages is judged the same way as today's chat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    last_n: int = 5  # rule 1: at least last_k of the last last_n labelled messages are negative
+    last_k: int = 4
+    days: int = 7  # rule 2: over the last `days` days, at least `share` of at least `min_messages` are negative
+    share: float = 0.6
+    min_messages: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: object) -> AlertRule:
+        return cls(settings.alert_last_n, settings.alert_last_k, settings.alert_days, settings.alert_share,
+                   settings.alert_min_messages)
+
+    def describe(self, which: str) -> str:
+        if which == "last":
+            return f"{self.last_k} of the last {self.last_n} messages negative"
+        return f"at least {self.share:.0%} of at least {self.min_messages} messages negative within {self.days} days"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str  # human-readable rule that fired, with its parameters
+    window_start: datetime
+    window_end: datetime
+    negatives: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.negatives / self.total
+
+
+Series = Sequence[tuple[datetime, str]]  # (created_at, label), oldest first; unlabelled messages left out
+
+
+def evaluate(series: Series, rule: AlertRule = AlertRule()) -> Finding | None:
+    """The finding at the newest message of `series`, or None when neither rule fires there."""
+    if not series:
+        return None
+    last = series[-rule.last_n:]
+    negatives = sum(label == "negative" for _, label in last)
+    if len(last) == rule.last_n and negatives >= rule.last_k:
+        return Finding(rule.describe("last"), last[0][0], last[-1][0], negatives, len(last))
+    end = series[-1][0]
+    window = [(t, label) for t, label in series if t > end - timedelta(days=rule.days)]
+    negatives = sum(label == "negative" for _, label in window)
+    if len(window) >= rule.min_messages and negatives >= rule.share * len(window) - 1e-9:
+        return Finding(rule.describe("days"), window[0][0], end, negatives, len(window))
+    return None
+
+
+def flagged_windows(series: Series, rule: AlertRule = AlertRule()) -> list[tuple[datetime, datetime]]:
+    """Every stretch of time where the rule fires, merged where they overlap (for shading a chart)."""
+    spans: list[tuple[datetime, datetime]] = []
+    for end in range(1, len(series) + 1):
+        finding = evaluate(series[:end], rule)
+        if finding is None:
+            continue
+        if spans and finding.window_start <= spans[-1][1]:
+            spans[-1] = (min(spans[-1][0], finding.window_start), finding.window_end)
+        else:
+            spans.append((finding.window_start, finding.window_end))
+    return spans

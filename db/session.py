@@ -1,0 +1,157 @@
+"""Database engine and transactions: SQLite set up for many concurrent sessions, PostgreSQL by URL alone.
+
+On SQLite: WAL journal (readers never wait for the writer), synchronous=FULL (a committed chunk survives power loss),
+a busy timeout, foreign keys on, and write transactions that take the write lock at BEGIN (`BEGIN IMMEDIATE`), so two
+writers queue at the start instead of one failing with "database is locked" half-way. Read transactions use a plain
+deferred BEGIN. Everything SQLite-specific is in this file.
+
+The schema is versioned: a new file gets the current schema and the newest version number; an older file gets the
+migration steps it lacks, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from aio_core.errors import UserError
+from db.models import Base, SchemaVersion
+
+# Migration steps for files made by older versions: (version, function(connection)). A new file is created
+# directly at SCHEMA_VERSION from the models, so a step only has to bring version-1 files up by one.
+MIGRATIONS: list[tuple[int, Callable]] = []
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    # Autocommit at the driver level, so that SQLAlchemy's "begin" event decides how each transaction begins.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA secure_delete=ON")  # erased messages are overwritten, not left in free pages
+    if cursor.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: object) -> None:
+    readonly = connection.get_execution_options().get("aio_readonly", False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def describe(url: str) -> str:
+    """The database as a user knows it: the file path for SQLite, the URL without password otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or "an in-memory database"
+    return parsed.render_as_string(hide_password=True)
+
+
+def explain(error: SQLAlchemyError | sqlite3.Error, url: str) -> UserError:
+    """A database failure as one sentence that names the database and the fix."""
+    where = describe(url)
+    text = str(getattr(error, "orig", error) or error).lower()
+    if "readonly" in text or "read-only" in text:
+        return UserError(f"The database {where} is read-only; make the file and its folder writable, "
+                         "or set AIO_DB_URL to a writable location.")
+    if "disk is full" in text or "disk full" in text or "no space" in text:
+        return UserError(f"The disk holding the database {where} is full; free some space and try again "
+                         "(nothing from the failed step was stored).")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return UserError(f"The database file {where} is damaged or is not a SQLite database; move it aside "
+                         "(or restore a backup) or set AIO_DB_URL to another file.")
+    if "unable to open" in text:
+        return UserError(f"The database {where} cannot be opened; check that its folder exists and is writable, "
+                         "or set AIO_DB_URL.")
+    if "locked" in text:
+        return UserError(f"The database {where} stayed locked by another program for 30 seconds; try again.")
+    first = str(getattr(error, "orig", error)).splitlines()[0][:200]
+    return UserError(f"The database {where} failed: {first}. Check AIO_DB_URL.")
+
+
+def make_db(url: str) -> Engine:
+    """An engine for `url` with the schema in place (created or migrated); raises UserError if unusable."""
+    parsed = make_url(url)
+    kwargs: dict[str, object] = {}
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        if parsed.database and parsed.database != ":memory:":
+            file = parsed.database.removeprefix("file:") if parsed.query.get("uri") else parsed.database
+            try:
+                Path(file).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"Cannot create the folder for the database {parsed.database} ({exc.strerror}); "
+                                "set AIO_DB_URL to a writable location.") from exc
+        else:  # one shared connection, or each thread would see its own empty in-memory database
+            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_engine(url, **kwargs)
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    try:
+        _migrate(engine)
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        engine.dispose()
+        raise explain(exc, url) from exc
+    return engine
+
+
+def _migrate(engine: Engine) -> None:
+    with engine.begin() as connection:
+        tables = set(inspect(connection).get_table_names())
+        if "schema_version" not in tables:
+            if tables - {"schema_version"}:
+                raise UserError(f"The database {describe(str(engine.url))} has tables but no schema_version table, "
+                                "so it was not made by this program; set AIO_DB_URL to another database.")
+            Base.metadata.create_all(connection)
+            connection.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
+            return
+        current = connection.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc())).scalar()
+        if current is not None and current > SCHEMA_VERSION:
+            raise UserError(f"The database {describe(str(engine.url))} was written by a newer version of this "
+                            f"program (schema {current}, this one knows {SCHEMA_VERSION}); upgrade the program.")
+        for version, step in MIGRATIONS:
+            if current is None or version > current:
+                step(connection)
+                connection.execute(SchemaVersion.__table__.insert().values(version=version))
+
+
+def compact(engine: Engine) -> None:
+    """After an erase: fold the WAL back into the file so no copy of deleted rows stays in the journal."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Session]:
+    """One write transaction (write lock taken at BEGIN on SQLite); committed on success, rolled back on error."""
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    except (OperationalError, DatabaseError) as exc:
+        raise explain(exc, str(engine.url)) from exc
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """One read transaction: a consistent snapshot that never blocks writers."""
+    try:
+        with Session(engine.execution_options(aio_readonly=True), expire_on_commit=False) as session, \
+                session.begin():
+            yield session
+    except (OperationalError, DatabaseError) as exc:
+        raise explain(exc, str(engine.url)) from exc

@@ -1,0 +1,187 @@
+"""The store on real SQLite files: concurrency, alerts and their history, privacy requests, schema versioning and
+the clear errors for a damaged, read-only or foreign database."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from aio_core.errors import UserError
+from db.alerts import list_alerts, transition_alert
+from db.models import Message
+from db.session import SCHEMA_VERSION, compact, make_db, reading, writing
+from db.store import (
+    NewMessage,
+    add_messages,
+    daily_counts,
+    erase_person,
+    export_person,
+    list_messages,
+    overview,
+    rank_people,
+)
+
+T0 = datetime(2026, 3, 2, 9)
+
+
+def store(db, rule, person: str, labels: str, start: datetime = T0) -> None:
+    rows = [NewMessage(f"{person} {i}", "cli", person=person, label="negative" if c == "-" else "positive",
+                       confidence=0.9, p_negative=0.9 if c == "-" else 0.1, uncertain=False,
+                       created_at=start + timedelta(days=i)) for i, c in enumerate(labels)]
+    for row in rows:  # one transaction per message, as live chat stores them
+        with writing(db) as session:
+            add_messages(session, [row], rule=rule)
+
+
+def test_sqlite_is_set_up_for_concurrent_sessions(db):
+    with db.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_eight_threads_writing_fifty_messages_each_lose_nothing(db, rule):
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                with writing(db) as session:
+                    add_messages(session, [NewMessage(f"t{n} m{i}", "chat", person=f"p{n % 3}", label="negative",
+                                                      confidence=0.9, p_negative=0.9, uncertain=False)], rule=rule)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:1]
+    with reading(db) as session:
+        assert session.scalar(select(func.count(Message.id))) == 400
+        texts = set(session.scalars(select(Message.text)))
+        assert texts == {f"t{n} m{i}" for n in range(8) for i in range(50)}
+        # Every person's run of negatives is one episode: one alert each, never duplicates.
+        alerts = list_alerts(session)
+        assert sorted(a.person.handle for a in alerts) == ["p0", "p1", "p2"]
+
+
+def test_alert_opens_once_per_episode_and_reopens_only_on_new_evidence(db, rule):
+    store(db, rule, "amy", "++++-----")
+    with reading(db) as session:
+        (alert,) = list_alerts(session)
+        assert alert.status == "open" and alert.negatives >= 4
+    store(db, rule, "amy", "--", start=T0 + timedelta(days=9))  # still the same episode: updated, not duplicated
+    with writing(db) as session:
+        (alert,) = list_alerts(session)
+        transition_alert(session, alert.id, "acknowledged", by="Ms Li", note="spoke with her")
+    with writing(db) as session:
+        transition_alert(session, alert.id, "resolved", by="Ms Li", note="doing better")
+    store(db, rule, "amy", "+", start=T0 + timedelta(days=12))  # old negatives alone do not reopen
+    with reading(db) as session:
+        assert [a.status for a in list_alerts(session)] == ["resolved"]
+    store(db, rule, "amy", "-----", start=T0 + timedelta(days=13))  # a new run: a new alert
+    with reading(db) as session:
+        alerts = list_alerts(session)
+        assert sorted(a.status for a in alerts) == ["open", "resolved"]
+        resolved = next(a for a in alerts if a.status == "resolved")
+        assert [(e.from_status, e.to_status, e.by, e.note) for e in resolved.events] == [
+            (None, "open", "rule", resolved.events[0].note),
+            ("open", "acknowledged", "Ms Li", "spoke with her"),
+            ("acknowledged", "resolved", "Ms Li", "doing better"),
+        ]
+
+
+def test_transition_needs_a_name_and_a_known_status(db, rule):
+    store(db, rule, "bo", "-----")
+    with writing(db) as session:
+        (alert,) = list_alerts(session)
+        with pytest.raises(UserError, match="who"):
+            transition_alert(session, alert.id, "resolved", by="  ")
+        with pytest.raises(UserError, match="Unknown alert status"):
+            transition_alert(session, alert.id, "closed", by="x")
+        with pytest.raises(UserError, match="no alert number"):
+            transition_alert(session, 999, "resolved", by="x")
+
+
+def test_queries_for_trends_and_overview(db, rule):
+    store(db, rule, "amy", "+--+")
+    store(db, rule, "bo", "-----")
+    store(db, rule, "cy", "++++")
+    with reading(db) as session:
+        ranked = rank_people(session, days=30)
+        assert [p.handle for p in ranked] == ["bo", "amy", "cy"]  # open alert first, then negative share
+        assert ranked[1].negative_share == pytest.approx(0.5)
+        summary = overview(session)
+        assert (summary.messages, summary.people, summary.open_alerts) == (13, 3, 1)
+        assert summary.negative_share == pytest.approx(7 / 13)
+        amy = ranked[1].person_id
+        assert [m.text for m in list_messages(session, amy, since=T0 + timedelta(days=1),
+                                              until=T0 + timedelta(days=2))] == ["amy 1", "amy 2"]
+        assert daily_counts(session, amy)[0] == ("2026-03-02", "positive", 1)
+
+
+def test_export_and_erase_one_person_leaves_the_others(tmp_path, rule):
+    path = tmp_path / "aio.db"
+    db = make_db(f"sqlite:///{path}")
+    store(db, rule, "amy", "-----")
+    store(db, rule, "bo", "++")
+    with reading(db) as session:
+        exported = export_person(session, "amy")
+    assert len(exported["messages"]) == 5 and exported["alerts"][0]["events"][0]["to"] == "open"
+    with writing(db) as session:
+        assert erase_person(session, "amy") == {"messages": 5, "alerts": 1, "alert_events": 1, "people": 1}
+    compact(db)
+    with reading(db) as session:
+        assert export_person(session, "amy") is None
+        assert overview(session).messages == 2
+    db.dispose()
+    # secure_delete and the WAL checkpoint: the erased text is not left anywhere in the files.
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("aio.db"))
+    assert b"amy 3" not in raw and b"bo 1" in raw
+
+
+def test_schema_version_is_recorded_and_a_newer_file_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    make_db(url).dispose()
+    with sqlite3.connect(tmp_path / "v.db") as connection:
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+        connection.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01')")
+    with pytest.raises(UserError, match="newer version"):
+        make_db(url)
+
+
+def test_foreign_database_is_refused(tmp_path):
+    with sqlite3.connect(tmp_path / "other.db") as connection:
+        connection.execute("CREATE TABLE accounts (id INTEGER)")
+    with pytest.raises(UserError, match="not made by this program"):
+        make_db(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def test_corrupt_database_file_is_named_in_the_error(tmp_path):
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"this is not a database at all" * 200)
+    with pytest.raises(UserError) as error:
+        make_db(f"sqlite:///{path}")
+    assert str(path) in str(error.value) and "damaged" in str(error.value)
+
+
+def test_read_only_database_gives_a_clear_error_and_stores_nothing(tmp_path, rule):
+    path = tmp_path / "ro.db"
+    db = make_db(f"sqlite:///{path}")
+    with writing(db) as session:
+        add_messages(session, [NewMessage("kept", "cli")], rule=rule)
+    db.dispose()
+    # Tests run as root, which ignores file permissions; SQLite's read-only open mode is the same failure.
+    readonly = make_db(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(UserError, match="read-only"):
+        with writing(readonly) as session:
+            add_messages(session, [NewMessage("lost?", "cli")], rule=rule)
+    with reading(readonly) as session:
+        assert session.scalars(select(Message.text)).all() == ["kept"]
