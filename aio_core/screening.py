@@ -1,0 +1,206 @@
+"""Bulk screening of a CSV of comments: classify every row, store it under a batch, write the results file.
+
+Rows are read in file order and handled in chunks; each chunk's messages and the batch's progress counter are
+committed in one transaction. A run that is killed therefore leaves whole chunks only, and the next run on the same
+file (same bytes, same column choices) skips exactly the rows the counter covers: every row ends up stored once.
+Nothing is stored until the whole file has been checked (encoding, shape, columns, time values).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine as Database
+
+from aio_core.classify import classify
+from aio_core.csvfile import CsvInfo, inspect_csv, iter_rows, write_csv
+from aio_core.engine import Engine
+from aio_core.errors import UserError
+from db.batches import batch_counts, batch_results, create_batch, find_batch, finish_batch, record_progress
+from db.rules import AlertRule
+from db.session import reading, writing
+from db.store import NewMessage, add_messages
+
+RESULT_COLUMNS = ("label", "confidence", "uncertain", "flagged")
+CHUNK_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ScreenOptions:
+    text_column: str
+    person_column: str | None = None
+    time_column: str | None = None
+
+    def key(self) -> str:
+        return json.dumps({"text": self.text_column, "person": self.person_column, "time": self.time_column},
+                          sort_keys=True)
+
+
+@dataclass
+class ScreenSummary:
+    batch_id: int
+    file_name: str
+    rows: int
+    labelled: int
+    negatives: int
+    flagged: int
+    blank_lines: list[int] = field(default_factory=list)  # lines of blank texts (first 20), skipped
+    blank: int = 0
+    people_alerted: int = 0
+    seconds: float = 0.0  # this run's wall time
+    resumed_at: int = 0  # rows already done by an earlier, interrupted run
+    already_complete: bool = False
+
+    @property
+    def negative_share(self) -> float:
+        return self.negatives / self.labelled if self.labelled else 0.0
+
+    def line(self) -> str:
+        """The one-line summary printed by the CLI and shown by the page."""
+        if self.already_complete:
+            head = f"{self.file_name} was already screened as batch {self.batch_id}; nothing was stored twice."
+        else:
+            rate = (self.rows - self.resumed_at) / self.seconds if self.seconds else 0.0
+            resumed = f", resumed after row {self.resumed_at}" if self.resumed_at else ""
+            head = (f"Screened {self.rows:,} rows of {self.file_name} in {self.seconds:.1f} s "
+                    f"({rate:.1f} rows/s{resumed}) as batch {self.batch_id}.")
+        blank = ""
+        if self.blank:
+            shown = ", ".join(map(str, self.blank_lines)) + (" ..." if self.blank > len(self.blank_lines) else "")
+            blank = f" {self.blank} blank text(s) skipped" + (f" (lines {shown})." if self.blank_lines else ".")
+        return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
+                f"{self.flagged:,} flagged, {self.people_alerted} people with an open alert.{blank}")
+
+
+def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
+    for role, column in (("text", options.text_column), ("person", options.person_column),
+                         ("time", options.time_column)):
+        if column is not None and column not in info.header:
+            raise UserError(f"{info.name} has no column {column!r} for the {role}; its columns are: "
+                            f"{', '.join(info.header)}.")
+
+
+def parse_time(value: str) -> datetime | None:
+    """A timestamp from a CSV cell as naive UTC; None for a blank cell; ValueError if unreadable."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit() and len(value) >= 9:  # Unix epoch seconds (or milliseconds), as some platforms export
+        stamp = pd.Timestamp(int(value), unit="ms" if len(value) > 11 else "s", tz="UTC")
+    else:
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if pd.isna(stamp):
+        raise ValueError(value)
+    return stamp.tz_localize(None).to_pydatetime()
+
+
+def _check_times(info: CsvInfo, column: str) -> None:
+    for _, line, row in iter_rows(info):
+        try:
+            parse_time(row[column])
+        except (ValueError, OverflowError):
+            raise UserError(f"{info.name}, line {line}: {row[column]!r} in column {column!r} is not a date and "
+                            "time; use a form like 2024-03-01 14:30 (or leave the cell empty).") from None
+
+
+def _chunks(info: CsvInfo, skip: int) -> Iterator[list[tuple[int, int, dict[str, str]]]]:
+    chunk: list[tuple[int, int, dict[str, str]]] = []
+    for number, line, row in iter_rows(info):
+        if number <= skip:
+            continue
+        chunk.append((number, line, row))
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Database,
+                file_name: str | None = None, out: Path | str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> ScreenSummary:
+    """Screen one CSV into the store (resuming an interrupted run) and optionally write the results CSV."""
+    started = time.perf_counter()
+    info = inspect_csv(path, file_name)
+    _check_columns(info, options)
+    if options.time_column:
+        _check_times(info, options.time_column)
+    rule = AlertRule.from_settings(engine.settings)
+    model = engine.loaded.name
+    with writing(db) as session:
+        batch = find_batch(session, info.sha256, options.key())
+        if batch is None:
+            batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
+                                 row_count=info.rows, model=model, prompt_version=engine.prompt.version)
+        batch_id, done, complete = batch.id, batch.rows_done, batch.status == "complete"
+    summary = ScreenSummary(batch_id, info.name, info.rows, 0, 0, 0, resumed_at=0 if complete else done,
+                            already_complete=complete)
+    if progress:
+        progress(done, info.rows)
+    for chunk in ([] if complete else _chunks(info, done)):
+        tick = time.perf_counter()
+        texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
+        for _, line, row in chunk:
+            if not row[options.text_column].strip() and len(summary.blank_lines) < 20:
+                summary.blank_lines.append(line)
+        labels = classify([row[options.text_column] for _, _, row in texts], engine=engine)
+        messages = [
+            NewMessage(text=row[options.text_column], source="csv",
+                       person=(row[options.person_column].strip() or None) if options.person_column else None,
+                       created_at=parse_time(row[options.time_column]) if options.time_column else None,
+                       label=s.label, confidence=s.confidence, p_negative=s.p_negative, uncertain=s.uncertain,
+                       model=model, prompt_version=s.prompt_version, batch_id=batch_id, row_index=n)
+            for (n, _, row), s in zip(texts, labels, strict=True)
+        ]
+        with writing(db) as session:
+            add_messages(session, messages, rule=rule)
+            record_progress(session, batch_id, rows=len(chunk), blank=len(chunk) - len(texts),
+                            seconds=time.perf_counter() - tick)
+        done += len(chunk)
+        if progress:
+            progress(done, info.rows)
+    if not complete:
+        with writing(db) as session:
+            finish_batch(session, batch_id)
+    with reading(db) as session:
+        counts = batch_counts(session, batch_id)
+    summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
+    summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
+    if out is not None:
+        write_results(info, batch_id, db=db, out=out)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def result_header(info: CsvInfo) -> list[str]:
+    """The input's columns, then ours; ours get an `_aio` suffix where the input already has that name."""
+    return list(info.header) + [c if c not in info.header else f"{c}_aio" for c in RESULT_COLUMNS]
+
+
+def result_rows(info: CsvInfo, batch_id: int, *, db: Database) -> Iterator[list[object]]:
+    """The input rows in file order, each with label, confidence, uncertain and flagged from the store."""
+    with reading(db) as session:
+        stored = batch_results(session, batch_id)
+        pending = next(stored, None)
+        for number, _, row in iter_rows(info):
+            values: list[object] = [row[c] for c in info.header]
+            while pending is not None and pending[0] < number:
+                pending = next(stored, None)
+            if pending is not None and pending[0] == number:
+                _, label, confidence, uncertain, _, _ = pending
+                flagged = label == "negative" and not uncertain
+                values += [label, f"{confidence:.3f}", str(bool(uncertain)).lower(), str(flagged).lower()]
+            else:  # a blank text: reported and skipped, never sent to the model
+                values += ["", "", "", ""]
+            yield values
+
+
+def write_results(info: CsvInfo, batch_id: int, *, db: Database, out: Path | str) -> int:
+    return write_csv(out, result_header(info), result_rows(info, batch_id, db=db))

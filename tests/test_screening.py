@@ -1,0 +1,128 @@
+"""Bulk screening end to end on the tiny model and real SQLite files, including a run killed half-way."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from aio_core.csvfile import inspect_csv, iter_rows
+from aio_core.errors import UserError
+from aio_core.screening import ScreenOptions, screen_file
+from db.models import Batch, Message
+from db.session import reading
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def comments(path: Path, n: int, *, blank_every: int = 0) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["author", "comment", "posted"])
+        for i in range(n):
+            text = "" if blank_every and i % blank_every == 0 else f"comment {i}: 这个产品{'很好' if i % 2 else '很差'}"
+            writer.writerow([f"user{i % 7}", text, f"2026-05-{1 + i % 28:02d} 10:{i % 60:02d}"])
+    return path
+
+
+def stored(db) -> list[int]:
+    with reading(db) as session:
+        return list(session.scalars(select(Message.row_index).order_by(Message.row_index)))
+
+
+def test_every_row_is_stored_once_with_its_label_and_the_results_file_matches(tmp_path, engine, db):
+    source = comments(tmp_path / "in.csv", 300, blank_every=50)
+    summary = screen_file(source, ScreenOptions("comment", "author", "posted"), engine=engine, db=db,
+                          out=tmp_path / "out.csv")
+    assert (summary.rows, summary.labelled, summary.blank) == (300, 294, 6)
+    assert summary.blank_lines == [2, 52, 102, 152, 202, 252]
+    assert stored(db) == [n for n in range(1, 301) if (n - 1) % 50]
+    with reading(db) as session:
+        first = session.scalar(select(Message).where(Message.row_index == 2))
+        assert first.text == "comment 1: 这个产品很好" and first.person.handle == "user1"
+        assert first.created_at.isoformat() == "2026-05-02T10:01:00" and first.source == "csv"
+        assert first.prompt_version == engine.prompt.version
+    out = inspect_csv(tmp_path / "out.csv")
+    assert out.header == ("author", "comment", "posted", "label", "confidence", "uncertain", "flagged")
+    rows = [row for _, _, row in iter_rows(out)]
+    assert len(rows) == 300 and rows[0]["label"] == "" and rows[1]["label"] in ("positive", "negative")
+    assert all(r["flagged"] == str(r["label"] == "negative" and r["uncertain"] == "false").lower()
+               for r in rows if r["label"])
+    assert "Screened 300 rows" in summary.line() and "6 blank text(s) skipped (lines 2, 52" in summary.line()
+
+
+def test_running_the_same_file_again_stores_nothing_twice(tmp_path, engine, db):
+    source = comments(tmp_path / "in.csv", 40)
+    options = ScreenOptions("comment", "author")
+    first = screen_file(source, options, engine=engine, db=db)
+    again = screen_file(source, options, engine=engine, db=db, out=tmp_path / "again.csv")
+    assert again.already_complete and again.batch_id == first.batch_id
+    assert len(stored(db)) == 40
+    assert len(list(iter_rows(inspect_csv(tmp_path / "again.csv")))) == 40
+    # Other column choices on the same file are another batch.
+    other = screen_file(source, ScreenOptions("author"), engine=engine, db=db)
+    assert other.batch_id != first.batch_id
+
+
+@pytest.mark.parametrize("options, words", [
+    (ScreenOptions("missing"), "no column 'missing'"),
+    (ScreenOptions("comment", person_column="who"), "no column 'who'"),
+])
+def test_unknown_columns_store_nothing(tmp_path, engine, db, options, words):
+    source = comments(tmp_path / "in.csv", 10)
+    with pytest.raises(UserError, match=words):
+        screen_file(source, options, engine=engine, db=db)
+    with reading(db) as session:
+        assert session.scalar(select(func.count(Batch.id))) == 0
+
+
+def test_an_unreadable_time_stores_nothing_and_names_the_line(tmp_path, engine, db):
+    source = comments(tmp_path / "in.csv", 10)
+    text = source.read_text().replace("2026-05-06 10:05", "next tuesday-ish")
+    source.write_text(text)
+    with pytest.raises(UserError, match="line 7: 'next tuesday-ish'"):
+        screen_file(source, ScreenOptions("comment", "author", "posted"), engine=engine, db=db)
+    assert stored(db) == []
+
+
+def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
+    source = comments(tmp_path / "big.csv", 3000, blank_every=97)
+    path = tmp_path / "aio.db"
+    command = [sys.executable, "-m", "aio_core", "--model", "tiny-random", "--db", f"sqlite:///{path}",
+               "screen", str(source), "--text-column", "comment", "--person-column", "author",
+               "--batch-size", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        if path.exists():
+            try:
+                with sqlite3.connect(path, timeout=1) as connection:
+                    done = connection.execute("SELECT coalesce(max(rows_done), 0) FROM batches").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if 0 < done < 3000:
+                process.send_signal(signal.SIGKILL)
+                break
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed half-way"
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "resumed after row" in finished.stdout
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = [r[0] for r in connection.execute("SELECT row_index FROM messages ORDER BY row_index")]
+        status = connection.execute("SELECT status, rows_done, rows_blank FROM batches").fetchall()
+    expected = [n for n in range(1, 3001) if (n - 1) % 97]
+    assert rows == expected  # each non-blank row exactly once
+    assert status == [("complete", 3000, 3000 - len(expected))]
