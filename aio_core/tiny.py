@@ -13,6 +13,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -85,16 +86,30 @@ def qwen2_config(tokenizer: Qwen2Tokenizer, **shape: int) -> Qwen2Config:
 
 
 def build_random_model(config: Qwen2Config, *, dtype: torch.dtype, seed: int = 0) -> Qwen2ForCausalLM:
-    """Random weights drawn from a fixed seed, without disturbing the caller's random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        previous = torch.get_default_dtype()
-        # Creating the weights directly in the target dtype keeps peak memory at one copy of the model.
-        torch.set_default_dtype(dtype)
-        try:
-            model = Qwen2ForCausalLM(config)
-        finally:
-            torch.set_default_dtype(previous)
+    """Random weights drawn from a fixed seed (as Qwen2's own init: normal(0, initializer_range), norms at 1).
+
+    The model is created on the meta device and each weight is filled in slices of rows, so peak memory stays at one
+    copy of the model in `dtype` (initialising a 150M-entry bf16 embedding whole goes through an fp32 temporary).
+    The caller's random state is left untouched."""
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(config)
+    model = model.to(dtype).to_empty(device="cpu")  # cast while on meta (free), then allocate once
+    # to_empty unties the output layer from the embedding; tie again before either is touched, so the second
+    # 150M-entry copy is never resident.
+    model.tie_weights()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.fill_(1.0)
+            elif name.endswith(".bias"):
+                parameter.zero_()
+            else:
+                for start in range(0, parameter.shape[0], 8192):
+                    rows = parameter[start:start + 8192]
+                    rows.copy_(torch.randn(rows.shape, generator=generator) * config.initializer_range)
+    # Rotary frequencies are computed, not random, and stay fp32 (the dtype cast above would round them to bf16).
+    model.model.rotary_emb = Qwen2RotaryEmbedding(config)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     return model.eval()

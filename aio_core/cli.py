@@ -1,0 +1,276 @@
+"""`python -m aio_core`: every capability of the product from a terminal.
+
+One parser, one handler per subcommand. Global flags (--model, --db, ...) override the `AIO_*` settings. A problem
+the user can fix ends the command with one line on stderr and exit code 2; `--json` output is one JSON object per
+line, the summary object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from aio_core.errors import UserError
+from aio_core.settings import Settings
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable:
+        COMMANDS[name] = handler
+        return handler
+    return register
+
+
+def _progress(total: int, label: str):
+    """A tqdm bar on stderr, or nothing when stderr is not a terminal and the run is short."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="text", file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=None if total < 50 else False)
+
+
+def _engine(settings: Settings):
+    from aio_core.engine import get_engine
+
+    return get_engine(settings)
+
+
+def _db(settings: Settings):
+    from db.session import make_db
+
+    return make_db(settings.db_url)
+
+
+def _rule(settings: Settings):
+    from db.rules import AlertRule
+
+    return AlertRule.from_settings(settings)
+
+
+@command("classify")
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.classify import classify
+    from db.session import writing
+    from db.store import NewMessage, add_messages
+
+    texts = args.text if args.text != ["-"] else [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    engine = _engine(settings)
+    results = classify(texts, engine=engine)
+    if not args.no_store:
+        rows = [NewMessage(text=t, source="cli", person=args.person, label=s.label, confidence=s.confidence,
+                           p_negative=s.p_negative, uncertain=s.uncertain, model=engine.loaded.name,
+                           prompt_version=s.prompt_version) for t, s in zip(texts, results, strict=True)]
+        with writing(_db(settings)) as session:
+            add_messages(session, rows, rule=_rule(settings))
+    for text, s in zip(texts, results, strict=True):
+        if args.json:
+            print(json.dumps({"text": text, "label": s.label, "confidence": round(s.confidence, 4),
+                              "p_negative": round(s.p_negative, 4), "uncertain": s.uncertain,
+                              "prompt_version": s.prompt_version}, ensure_ascii=False))
+        else:
+            print(f"{s.seed_line}  ({s.badge('en')})  {text}")
+    if engine.loaded.is_random:
+        print(f"note: {engine.description}", file=sys.stderr)
+    return 0
+
+
+@command("chat")
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.conversation import start_turn
+    from aio_core.reply import ReplyOptions
+
+    engine, db = _engine(settings), _db(settings)
+    options = ReplyOptions(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    print(f"Chatting with {engine.description}. Empty line or Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        turn = start_turn(text, person=args.person, engine=engine, db=db, rule=_rule(settings), options=options)
+        print(turn.sentiment.seed_line, f"({turn.sentiment.badge('en')})", flush=True)
+        print("assistant> ", end="", flush=True)
+        for piece in turn.reply:
+            print(piece, end="", flush=True)
+        print()
+    return 0
+
+
+@command("screen")
+def _screen(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.screening import ScreenOptions, screen_file
+
+    engine, db = _engine(settings), _db(settings)
+    options = ScreenOptions(args.text_column, args.person_column, args.time_column)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress(total, "screening")
+        bar.update(done - bar.n)
+
+    summary = screen_file(args.file, options, engine=engine, db=db, out=args.output, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(summary.line())
+    if args.output:
+        print(f"results written to {args.output}")
+    return 0
+
+
+@command("eval")
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.evaluate import evaluate, format_report, read_labelled
+
+    total = len(read_labelled(args.file))  # checks the file before the model loads
+    engine = _engine(settings)
+    with _progress(total, "evaluating") as bar:
+        report = evaluate(args.file, engine=engine, progress=lambda done: bar.update(done - bar.n))
+    print(format_report(report))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+@command("bench")
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.bench import PHASES, format_bench, run_bench
+    from aio_core.loading import RANDOM_SHAPE
+
+    if args.phase:  # a child process of run_bench
+        print(json.dumps(PHASES[args.phase](settings, quick=args.quick)))
+        return 0
+    if not getattr(args, "model", None):  # bench measures the real shape unless told which model
+        settings = settings.replace(model=RANDOM_SHAPE)
+    result = run_bench(settings, quick=args.quick, log=lambda line: print(line, file=sys.stderr))
+    print(format_bench(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+@command("label-pending")
+def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.conversation import label_pending
+
+    count = label_pending(engine=_engine(settings), db=_db(settings), rule=_rule(settings))
+    print(f"labelled {count} message(s) that were stored while no model was available")
+    return 0
+
+
+@command("export-person")
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from db.session import reading
+    from db.store import export_person
+
+    with reading(_db(settings)) as session:
+        data = export_person(session, args.handle)
+    if data is None:
+        raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+@command("erase-person")
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from db.session import compact, writing
+    from db.store import erase_person
+
+    db = _db(settings)
+    with writing(db) as session:
+        deleted = erase_person(session, args.handle)
+    if deleted is None:
+        raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
+    compact(db)
+    print(f"erased {args.handle}: " + ", ".join(f"{n} {what}" for what, n in deleted.items()))
+    return 0
+
+
+@command("demo")
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.demo import fill_demo
+
+    print(fill_demo(_db(settings), rule=_rule(settings), people=args.people, weeks=args.weeks, seed=args.seed))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS everywhere: a flag given before the subcommand must not be reset by the subcommand's copy of it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--model", help="hub id, model folder, .gguf file or tiny-random (AIO_MODEL)")
+    common.add_argument("--device", choices=("auto", "cpu", "cuda"), help="AIO_DEVICE")
+    common.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), help="AIO_DTYPE")
+    common.add_argument("--threads", type=int, help="CPU threads, 0 = all (AIO_THREADS)")
+    common.add_argument("--db", dest="db_url", help="SQLAlchemy database URL (AIO_DB_URL)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens, with tracebacks")
+    parser = argparse.ArgumentParser(prog="python -m aio_core", parents=[common],
+                                     description="One small Qwen model as a sentiment analyst and a warm assistant.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text,
+                              argument_default=argparse.SUPPRESS)
+
+    p = add("classify", "label texts positive/negative (and store them, source cli)")
+    p.add_argument("text", nargs="+", help="texts to label; '-' reads one text per line from stdin")
+    p.add_argument("--json", action="store_true", default=False, help="one JSON object per text")
+    p.add_argument("--person", default=None, help="store the texts as this person's (a handle)")
+    p.add_argument("--no-store", action="store_true", default=False, help="do not store the texts")
+    p = add("chat", "chat in the terminal: label line, then the streamed reply; every turn is stored")
+    p.add_argument("--person", default=None, help="who is chatting (a handle); their earlier chat is reloaded")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p = add("screen", "label every row of a CSV of comments, store it as a batch, write the results")
+    p.add_argument("file", help="the CSV (UTF-8, UTF-8 with BOM, UTF-16 or GBK/GB18030)")
+    p.add_argument("--text-column", required=True)
+    p.add_argument("--person-column", default=None)
+    p.add_argument("--time-column", default=None)
+    p.add_argument("-o", "--output", default=None, help="write the input plus label/confidence/uncertain/flagged")
+    p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (AIO_BATCH_SIZE)")
+    p = add("eval", "accuracy on a labelled CSV (text,label[,lang])")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p = add("bench", "speed and memory, with the seed article's method as baseline in the same run")
+    p.add_argument("--json", action="store_true", default=False, help="print the figures as JSON, last line")
+    p.add_argument("--quick", action="store_true", default=False, help="about a minute instead of five")
+    p.add_argument("--phase", choices=("engine", "seed"), default=None, help=argparse.SUPPRESS)
+    add("label-pending", "label the messages stored while no model was available")
+    p = add("export-person", "print everything stored about one person as JSON (privacy request)")
+    p.add_argument("handle")
+    p = add("erase-person", "delete one person, their messages and alerts (privacy request)")
+    p.add_argument("handle")
+    p = add("demo", "fill an empty store with a simulated class (clearly marked) so every page has data")
+    p.add_argument("--people", type=int, default=12)
+    p.add_argument("--weeks", type=int, default=6)
+    p.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(model=getattr(args, "model", None), device=getattr(args, "device", None),
+                                     dtype=getattr(args, "dtype", None), threads=getattr(args, "threads", None),
+                                     db_url=getattr(args, "db_url", None),
+                                     batch_size=getattr(args, "batch_size", None))
+        return COMMANDS[args.command](args, settings)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; what was committed is kept, and running the same command again resumes",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,57 @@
+"""A chat turn end to end: labelled, stored, replied, reply stored; without a model the message is still stored
+and labelled once a model is back."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from aio_core.conversation import history, label_pending, start_turn
+from aio_core.demo import DEMO_GROUP, DEMO_MODEL, fill_demo
+from aio_core.reply import ReplyOptions
+from db.alerts import list_alerts
+from db.models import Message, Person
+from db.session import reading
+from db.store import overview
+
+
+def test_turn_is_labelled_stored_and_its_reply_stored(engine, db, rule):
+    turn = start_turn("今天很开心", person="amy", engine=engine, db=db, rule=rule,
+                      options=ReplyOptions(seed=1, max_new_tokens=10))
+    text = "".join(turn.reply)
+    with reading(db) as session:
+        message = session.get(Message, turn.message_id)
+        assert (message.label, message.reply, message.source) == (turn.sentiment.label, text, "chat")
+    assert history(db, "amy") == [{"role": "user", "content": "今天很开心"}, {"role": "assistant", "content": text}]
+
+
+def test_a_reply_abandoned_half_way_keeps_what_was_shown(engine, db, rule):
+    turn = start_turn("hello", person="bo", engine=engine, db=db, rule=rule,
+                      options=ReplyOptions(seed=3, max_new_tokens=30))
+    first = next(turn.reply)
+    turn.reply.close()  # the page was closed while streaming
+    with reading(db) as session:
+        assert session.get(Message, turn.message_id).reply == first
+
+
+def test_without_a_model_messages_are_kept_and_labelled_later(engine, db, rule):
+    turn = start_turn("nobody listens to me", person="cy", engine=None, db=db, rule=rule)
+    assert turn.sentiment is None and turn.reply is None
+    with reading(db) as session:
+        assert session.get(Message, turn.message_id).label is None
+        assert overview(session).labelled == 0
+    assert label_pending(engine=engine, db=db, rule=rule) == 1
+    with reading(db) as session:
+        message = session.get(Message, turn.message_id)
+        assert message.label in ("positive", "negative") and message.prompt_version == engine.prompt.version
+    assert label_pending(engine=engine, db=db, rule=rule) == 0
+
+
+def test_demo_class_is_marked_and_has_alerts(db, rule):
+    summary = fill_demo(db, rule=rule, people=12, weeks=6, seed=7)
+    assert "12 demo people" in summary
+    with reading(db) as session:
+        people = session.scalars(select(Person)).all()
+        assert len(people) == 12 and all(p.group_name == DEMO_GROUP and p.display_name.startswith("Demo ")
+                                         for p in people)
+        assert set(session.scalars(select(Message.model))) == {DEMO_MODEL}
+        assert list_alerts(session), "the simulated negative stretches should open alerts"
