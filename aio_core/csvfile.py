@@ -146,6 +146,15 @@ def neutralise(cell: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[object]]) -> bytes:
+    """The same formula-safe UTF-8-with-BOM CSV as `write_csv`, in memory (for a download button)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([neutralise(c) for c in header])
+    writer.writerows([neutralise(c) for c in row] for row in rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
 def write_csv(path: Path | str, header: Iterable[str], rows: Iterable[Iterable[object]]) -> int:
     """Write a formula-safe UTF-8 (with BOM, so Excel reads Chinese) CSV atomically: all of it or nothing."""
     path = Path(path)

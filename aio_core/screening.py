@@ -9,6 +9,7 @@ Nothing is stored until the whole file has been checked (encoding, shape, column
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,10 +20,11 @@ import pandas as pd
 from sqlalchemy import Engine as Database
 
 from aio_core.classify import classify
-from aio_core.csvfile import CsvInfo, inspect_csv, iter_rows, write_csv
+from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
 from db.batches import batch_counts, batch_results, create_batch, find_batch, finish_batch, record_progress
+from db.reports import batch_rows
 from db.rules import AlertRule
 from db.session import reading, writing
 from db.store import NewMessage, add_messages
@@ -76,6 +78,29 @@ class ScreenSummary:
             blank = f" {self.blank} blank text(s) skipped" + (f" (lines {shown})." if self.blank_lines else ".")
         return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
                 f"{self.flagged:,} flagged, {self.people_alerted} people with an open alert.{blank}")
+
+
+_TEXT_NAMES = re.compile(r"text|comment|content|message|body|review|tweet|post|评论|内容|留言|正文|文本|消息", re.I)
+_PERSON_NAMES = re.compile(r"user|author|name|handle|person|student|account|from|用户|昵称|作者|姓名|学生", re.I)
+_TIME_NAMES = re.compile(r"time|date|created|timestamp|posted|发布|时间|日期", re.I)
+
+
+def guess_columns(info: CsvInfo, sample_rows: int = 200) -> ScreenOptions:
+    """Likely text / person / time columns from their names (platform exports in English or Chinese), the text
+    column falling back to the one with the longest cells."""
+    lengths = dict.fromkeys(info.header, 0)
+    for number, _, row in iter_rows(info):
+        if number > sample_rows:
+            break
+        for column, value in row.items():
+            lengths[column] += len(value)
+
+    def named(pattern: re.Pattern, exclude: tuple[str | None, ...] = ()) -> str | None:
+        return next((c for c in info.header if pattern.search(c) and c not in exclude), None)
+
+    text = named(_TEXT_NAMES) or max(info.header, key=lambda c: lengths[c])
+    time_column = named(_TIME_NAMES, (text,))
+    return ScreenOptions(text, named(_PERSON_NAMES, (text, time_column)), time_column)
 
 
 def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
@@ -184,23 +209,47 @@ def result_header(info: CsvInfo) -> list[str]:
     return list(info.header) + [c if c not in info.header else f"{c}_aio" for c in RESULT_COLUMNS]
 
 
-def result_rows(info: CsvInfo, batch_id: int, *, db: Database) -> Iterator[list[object]]:
+def is_flagged(label: str | None, confidence: float | None, uncertain: bool | None,
+               threshold: float | None = None) -> bool:
+    """Flagged = negative and confident: not uncertain, or at least `threshold` when one is chosen."""
+    if label != "negative":
+        return False
+    return bool(confidence is not None and confidence >= threshold) if threshold is not None else not uncertain
+
+
+def _result_cells(label: str | None, confidence: float | None, uncertain: bool | None,
+                  threshold: float | None) -> list[object]:
+    if label is None:  # a blank text: reported and skipped, never sent to the model
+        return ["", "", "", ""]
+    return [label, f"{confidence:.3f}", str(bool(uncertain)).lower(),
+            str(is_flagged(label, confidence, uncertain, threshold)).lower()]
+
+
+def result_rows(info: CsvInfo, batch_id: int, *, db: Database, threshold: float | None = None
+                ) -> Iterator[list[object]]:
     """The input rows in file order, each with label, confidence, uncertain and flagged from the store."""
     with reading(db) as session:
         stored = batch_results(session, batch_id)
         pending = next(stored, None)
         for number, _, row in iter_rows(info):
-            values: list[object] = [row[c] for c in info.header]
             while pending is not None and pending[0] < number:
                 pending = next(stored, None)
-            if pending is not None and pending[0] == number:
-                _, label, confidence, uncertain, _, _ = pending
-                flagged = label == "negative" and not uncertain
-                values += [label, f"{confidence:.3f}", str(bool(uncertain)).lower(), str(flagged).lower()]
-            else:  # a blank text: reported and skipped, never sent to the model
-                values += ["", "", "", ""]
-            yield values
+            found = pending if pending is not None and pending[0] == number else (None, None, None, None)
+            yield [row[c] for c in info.header] + _result_cells(found[1], found[2], found[3], threshold)
 
 
 def write_results(info: CsvInfo, batch_id: int, *, db: Database, out: Path | str) -> int:
     return write_csv(out, result_header(info), result_rows(info, batch_id, db=db))
+
+
+def results_csv(info: CsvInfo, batch_id: int, *, db: Database, threshold: float | None = None) -> bytes:
+    """The results file (input columns + ours) as bytes, for a download."""
+    return csv_bytes(result_header(info), result_rows(info, batch_id, db=db, threshold=threshold))
+
+
+def stored_batch_csv(batch_id: int, *, db: Database, threshold: float | None = None) -> bytes:
+    """A batch's results from the store alone (when the original file is gone): row, person, text and ours."""
+    with reading(db) as session:
+        rows = [[r.row, r.person or "", r.text, *_result_cells(r.label, r.confidence, r.uncertain, threshold)]
+                for r in batch_rows(session, batch_id)]
+    return csv_bytes(["row", "person", "text", *RESULT_COLUMNS], rows)

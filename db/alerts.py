@@ -79,3 +79,11 @@ def transition_alert(session: Session, alert_id: int, to_status: str, *, by: str
     alert.updated_at = utcnow()
     alert.updated_by = by.strip()
     return alert
+
+
+def refresh_all_alerts(session: Session, rule: AlertRule) -> int:
+    """Re-evaluate `rule` for every person with labelled messages. Returns how many people were checked."""
+    people = list(session.scalars(select(Message.person_id).where(Message.person_id.is_not(None)).distinct()))
+    for person_id in people:
+        refresh_alert(session, person_id, rule)
+    return len(people)

@@ -75,3 +75,17 @@ def flagged_windows(series: Series, rule: AlertRule = AlertRule()) -> list[tuple
         else:
             spans.append((finding.window_start, finding.window_end))
     return spans
+
+
+def rolling_share(series: Series, days: int) -> list[float]:
+    """At each message, the negative share of the person's messages over the `days` days up to it."""
+    shares = []
+    start = 0
+    negatives = 0
+    for end, (t, label) in enumerate(series):
+        negatives += label == "negative"
+        while series[start][0] <= t - timedelta(days=days):
+            negatives -= series[start][1] == "negative"
+            start += 1
+        shares.append(negatives / (end - start + 1))
+    return shares

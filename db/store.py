@@ -238,3 +238,9 @@ def chat_history(session: Session, person_id: int, turns: int = 20) -> list[Mess
     query = (select(Message).where(Message.person_id == person_id, Message.source == "chat")
              .order_by(Message.created_at.desc(), Message.id.desc()).limit(turns))
     return list(session.scalars(query))[::-1]
+
+
+def chat_history_of(session: Session, handle: str, turns: int = 50) -> list[Message]:
+    """`chat_history` by handle; empty for someone not stored yet."""
+    person = get_person(session, handle)
+    return chat_history(session, person.id, turns) if person else []

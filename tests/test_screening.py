@@ -126,3 +126,18 @@ def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
     expected = [n for n in range(1, 3001) if (n - 1) % 97]
     assert rows == expected  # each non-blank row exactly once
     assert status == [("complete", 3000, 3000 - len(expected))]
+
+
+@pytest.mark.parametrize("header, rows, expected", [
+    (["author", "comment", "posted"], [["a", "hello there", "2026-01-01"]], ("comment", "author", "posted")),
+    (["用户昵称", "评论内容", "发布时间"], [["a", "很好", "2026-01-01"]], ("评论内容", "用户昵称", "发布时间")),
+    (["id", "x", "y"], [["1", "a long piece of text here", "b"]], ("x", None, None)),
+])
+def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expected):
+    path = tmp_path / "g.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    from aio_core.screening import guess_columns
+
+    guess = guess_columns(inspect_csv(path))
+    assert (guess.text_column, guess.person_column, guess.time_column) == expected

@@ -1,0 +1,69 @@
+"""Overview: what is stored, who to look at first, activity by day, and the model's state."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from aio_core.conversation import label_pending
+from aio_core.demo import fill_demo
+from aio_core.errors import UserError
+from db.reports import overview_report
+from pages.shared import database, loaded_model, model, page, read, rule, show_model_line, show_model_problem, t
+
+page("overview")
+report = read(overview_report)
+totals = report.totals
+
+columns = st.columns(4)
+columns[0].metric(t("messages_stored"), f"{totals.messages:,}")
+columns[1].metric(t("negative_share"), f"{totals.negative_share:.0%}" if totals.labelled else "–")
+columns[2].metric(t("open_alerts"), totals.open_alerts)
+columns[3].metric(t("people"), totals.people)
+
+engine = loaded_model()
+if engine is not None:
+    show_model_line(engine)
+else:
+    st.caption(t("model_not_loaded"))
+    if st.button(t("load_model"), key="load_model"):
+        state = model()
+        if state.error:
+            show_model_problem(state)
+        else:
+            st.rerun()
+
+if totals.messages == 0:
+    st.info(t("empty_store"))
+    if st.button(t("fill_demo"), key="fill_demo", type="primary"):
+        try:
+            st.success(fill_demo(database(), rule=rule()))
+        except UserError as error:
+            st.error(str(error))
+        st.rerun()
+
+if report.unlabelled:
+    st.warning(t("unlabelled", count=report.unlabelled))
+    if engine is not None and st.button(t("label_now"), key="label_pending"):
+        st.success(t("labelled_now", count=label_pending(engine=engine, db=database(), rule=rule())))
+
+st.subheader(t("look_first"))
+if report.first_to_look_at:
+    st.dataframe(pd.DataFrame([{
+        t("person"): p.display_name, "handle": p.handle, t("group"): p.group or "",
+        t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts, t("messages_stored"): p.messages,
+    } for p in report.first_to_look_at]), hide_index=True, key="look_first",
+        column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                            max_value=1)})
+else:
+    st.caption(t("nobody_to_look_at"))
+
+if report.activity:
+    st.subheader(t("activity"))
+    activity = pd.DataFrame(report.activity, columns=["day", "label", "count"]).fillna({"label": "unlabelled"})
+    activity["label"] = activity["label"].map(lambda label: t(label) if label != "unlabelled" else
+                                              t("unlabelled_badge"))
+    st.altair_chart(alt.Chart(activity).mark_bar().encode(
+        x=alt.X("day:T", title=None), y=alt.Y("count:Q", title=t("messages_stored")),
+        color=alt.Color("label:N", title=None, scale=alt.Scale(
+            domain=[t("positive"), t("negative"), t("unlabelled_badge")], range=["#2e9e5b", "#d64545", "#9e9e9e"])),
+        tooltip=["day:T", "label:N", "count:Q"]), width="stretch")

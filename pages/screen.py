@@ -1,0 +1,123 @@
+"""Screen comments: upload a CSV, check the guessed columns, run it through the model, filter and download."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from aio_core.csvfile import inspect_csv, iter_rows
+from aio_core.errors import UserError
+from aio_core.screening import ScreenOptions, guess_columns, is_flagged, results_csv, screen_file, stored_batch_csv
+from db.batches import list_batches
+from db.reports import batch_rows
+from pages.shared import (
+    database,
+    duration,
+    model,
+    page,
+    read,
+    settings,
+    show_model_line,
+    show_model_problem,
+    t,
+    uploaded_path,
+)
+
+page("screen")
+config = settings()
+upload = st.file_uploader(t("upload", mb=config.upload_mb), type=["csv", "tsv", "txt"], key="upload",
+                          max_upload_size=config.upload_mb)
+info = None
+if upload is not None:
+    if upload.size > config.upload_mb * 2**20:
+        st.error(t("too_big", name=upload.name, size=upload.size / 2**20, mb=config.upload_mb))
+        st.stop()
+    try:
+        with uploaded_path(upload) as path:
+            info = inspect_csv(path, upload.name)
+            guess = guess_columns(info)
+            preview = pd.DataFrame([row for n, _, row in iter_rows(info) if n <= 20], columns=list(info.header))
+    except UserError as error:
+        st.error(str(error))
+        st.stop()
+    st.caption(t("preview", rows=info.rows, encoding=info.encoding))
+    st.dataframe(preview, hide_index=True, key="preview")
+    optional = [None, *info.header]
+    columns = st.columns(3)
+    text_column = columns[0].selectbox(t("text_column"), info.header, key="text_column",
+                                       index=info.header.index(guess.text_column))
+    person_column = columns[1].selectbox(t("person_column"), optional, key="person_column",
+                                         index=optional.index(guess.person_column),
+                                         format_func=lambda c: t("none") if c is None else c)
+    time_column = columns[2].selectbox(t("time_column"), optional, key="time_column",
+                                       index=optional.index(guess.time_column),
+                                       format_func=lambda c: t("none") if c is None else c)
+    if st.button(t("run_screening", rows=info.rows), key="run", type="primary"):
+        state = model()
+        if state.engine is None:
+            show_model_problem(state)
+            st.stop()
+        show_model_line(state.engine)
+        bar = st.progress(0.0, text=t("progress", done=0, total=info.rows, left="…"))
+        started = time.perf_counter()
+        resumed_from: list[int] = []
+
+        def progress(done: int, total: int) -> None:
+            resumed_from.append(done) if not resumed_from else None
+            rate = (done - resumed_from[0]) / max(time.perf_counter() - started, 1e-6)
+            left = duration((total - done) / rate) if rate > 0 else "…"
+            bar.progress(done / total, text=t("progress", done=done, total=total, left=left))
+
+        try:
+            with uploaded_path(upload) as path:
+                summary = screen_file(path, ScreenOptions(text_column, person_column, time_column),
+                                      engine=state.engine, db=database(), file_name=upload.name, progress=progress)
+        except UserError as error:
+            st.error(str(error))
+            st.stop()
+        st.success(summary.line())
+        st.session_state["batch_id"] = summary.batch_id
+
+st.subheader(t("earlier_batches"))
+batches = read(list_batches)
+if not batches:
+    st.caption(t("no_batches"))
+    st.stop()
+st.dataframe(pd.DataFrame([{"batch": b.id, "file": b.file_name, "rows": b.row_count, "status": b.status,
+                            "model": b.model, "prompt": b.prompt_version, "started": b.started_at,
+                            "seconds": round(b.seconds, 1)} for b in batches]), hide_index=True, key="batches")
+ids = [b.id for b in batches]
+chosen = st.session_state.get("batch_id", ids[0])
+batch_id = st.selectbox(t("show_batch"), ids, key="show_batch", index=ids.index(chosen) if chosen in ids else 0)
+batch = next(b for b in batches if b.id == batch_id)
+
+st.subheader(t("results", id=batch.id, name=batch.file_name))
+controls = st.columns(3)
+flagged_only = controls[0].toggle(t("flagged_only"), key="flagged_only")
+threshold = controls[1].slider(t("threshold"), 0.5, 1.0, float(config.uncertain_below), 0.01, key="threshold")
+order = controls[2].selectbox(t("sort_by"), ["row", "negative"], key="sort",
+                              format_func=lambda o: t("sort_row") if o == "row" else t("sort_negative"))
+rows = read(batch_rows, batch_id)
+table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": r.label,
+                       "confidence": r.confidence, "uncertain": r.uncertain,
+                       "flagged": is_flagged(r.label, r.confidence, r.uncertain, threshold)} for r in rows],
+                     columns=["row", "person", "text", "label", "confidence", "uncertain", "flagged"])
+if flagged_only:
+    table = table[table["flagged"]]
+if order == "negative":
+    negative_first = table["confidence"].where(table["label"] == "negative", 1 - table["confidence"])
+    table = table.assign(_key=negative_first).sort_values("_key", ascending=False).drop(columns="_key")
+st.caption(t("rows_shown", shown=len(table), total=len(rows)))
+st.dataframe(table, hide_index=True, key="results",
+             column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
+
+db = database()
+if info is not None and info.sha256 == batch.sha256:
+    def download() -> bytes:
+        with uploaded_path(upload) as path:
+            return results_csv(inspect_csv(path, upload.name), batch_id, db=db, threshold=threshold)
+else:
+    def download() -> bytes:
+        return stored_batch_csv(batch_id, db=db, threshold=threshold)
+st.download_button(t("download"), data=download, file_name=f"screened-{batch.file_name.rsplit('.', 1)[0]}.csv",
+                   mime="text/csv", key="download")

@@ -1,0 +1,94 @@
+"""Trends & alerts: who is most negative lately, one person's messages over time with the rule's flagged windows,
+and the alerts to acknowledge or resolve (who and when are kept)."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
+from db.reports import person_report
+from db.rules import AlertRule
+from db.store import rank_people
+from pages.shared import page, read, rule, t, write
+
+page("trends")
+ranked = read(rank_people, days=rule().days, limit=500)
+if not ranked:
+    st.info(t("no_people"))
+    st.stop()
+st.subheader(t("ranked", days=rule().days))
+st.dataframe(pd.DataFrame([{t("person"): p.display_name, "handle": p.handle, t("group"): p.group or "",
+                            t("negative_share"): p.negative_share, "negative": p.negatives,
+                            t("messages_stored"): p.messages, t("open_alerts"): p.open_alerts} for p in ranked]),
+             hide_index=True, key="ranked",
+             column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                 max_value=1)})
+
+with st.expander(t("rule")):
+    default = rule()
+    columns = st.columns(5)
+    last_n = columns[0].number_input("N", 1, 50, default.last_n, key="rule_n")
+    last_k = columns[1].number_input("K", 1, 50, min(default.last_k, last_n), key="rule_k")
+    days = columns[2].number_input("D", 1, 90, default.days, key="rule_days")
+    share = columns[3].slider("%", 0.1, 1.0, default.share, 0.05, key="rule_share")
+    minimum = columns[4].number_input("M", 1, 100, default.min_messages, key="rule_min")
+    st.caption(f"{t('rule_last')} · {t('rule_days')}")
+    chosen = AlertRule(int(last_n), int(min(last_k, last_n)), int(days), float(share), int(minimum))
+    if st.button(t("apply_rule"), key="apply_rule"):
+        st.success(t("rule_applied", count=write(refresh_all_alerts, chosen) or 0))
+
+handles = [p.handle for p in ranked]
+handle = st.selectbox(t("person"), handles, key="trend_person",
+                      format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
+summary = next(p for p in ranked if p.handle == handle)
+report = read(person_report, summary.person_id, chosen)
+
+st.subheader(t("messages_over_time"))
+if not report.points:
+    st.caption(t("no_messages"))
+else:
+    points = pd.DataFrame([{"at": p.at, "text": p.text, "label": t(p.label) if p.label else t("unlabelled_badge"),
+                            "p_negative": (p.confidence if p.label == "negative" else 1 - p.confidence)
+                            if p.label else 0.5, "confidence": p.confidence,
+                            "rolling": p.rolling_negative_share} for p in report.points])
+    colour = alt.Color("label:N", title=None, scale=alt.Scale(
+        domain=[t("positive"), t("negative"), t("unlabelled_badge")], range=["#2e9e5b", "#d64545", "#9e9e9e"]))
+    layers = []
+    if report.flagged:
+        windows = pd.DataFrame(report.flagged, columns=["start", "end"])
+        layers.append(alt.Chart(windows).mark_rect(color="#d64545", opacity=0.12).encode(x="start:T", x2="end:T"))
+    layers.append(alt.Chart(points).mark_line(color="#555", interpolate="monotone").encode(
+        x=alt.X("at:T", title=None), y=alt.Y("rolling:Q", title=t("negative_share"),
+                                             scale=alt.Scale(domain=[0, 1]))))
+    layers.append(alt.Chart(points).mark_circle(size=70, opacity=0.85).encode(
+        x="at:T", y="p_negative:Q", color=colour,
+        tooltip=[alt.Tooltip("at:T", title="time"), alt.Tooltip("label:N"), alt.Tooltip("confidence:Q", format=".2f"),
+                 alt.Tooltip("text:N")]))
+    st.altair_chart(alt.layer(*layers), width="stretch")
+
+st.subheader(t("alerts"))
+statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
+alerts = read(list_alerts, tuple(statuses))
+if not alerts:
+    st.caption(t("no_alerts"))
+    st.stop()
+st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, "status": a.status, "rule": a.rule,
+                            t("negative_share"): round(a.negative_share, 2), "from": a.window_start,
+                            "to": a.window_end, "updated": a.updated_at, "by": a.updated_by or "",
+                            t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")
+alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
+                        format_func=lambda i: next(f"#{i} {a.person.display_name} ({a.status})"
+                                                   for a in alerts if a.id == i))
+who = st.text_input(t("your_name"), key="who")
+note = st.text_area(t("note"), key="alert_note")
+buttons = st.columns(3)
+for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
+                                             ("open", "reopen")), strict=True):
+    if column.button(t(label), key=f"alert_{status}"):
+        if write(transition_alert, alert_id, status, by=who, note=note) is not None:
+            st.toast(t("alert_updated", id=alert_id, status=status))
+with st.expander(t("history")):
+    selected = next(a for a in alerts if a.id == alert_id)
+    st.dataframe(pd.DataFrame([{"at": e.at, "from": e.from_status or "", "to": e.to_status, "by": e.by or "",
+                                t("note"): e.note or ""} for e in selected.events]), hide_index=True,
+                 key="alert_history")

@@ -1,0 +1,167 @@
+"""The running dashboard in headless Chromium: every page opens without an error, and hostile text (from a user,
+a CSV cell, or a model reply) stays inert: no dialog fires and no element is injected.
+
+Screenshots of every page are saved to artifacts/screenshots/. Needs Debian's `chromium` (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from db.rules import AlertRule
+from db.session import make_db, writing
+from db.store import NewMessage, add_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ATTACKS = ('<img src=x onerror="alert(1)">', '<script>alert(2)</script>', "[click me](javascript:alert(3))",
+           '<a href="javascript:alert(4)">link</a>')
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed(url: str) -> None:
+    """A demo-like store whose texts, CSV cells and model replies carry the attacks."""
+    db = make_db(url)
+    start = datetime(2026, 4, 1, 9)
+    rows = []
+    for i, attack in enumerate(ATTACKS * 2):
+        rows.append(NewMessage(f"{attack} message {i}", "chat", person="mallory", display_name=f"Mallory {ATTACKS[0]}",
+                               label="negative", confidence=0.9, p_negative=0.9, uncertain=False,
+                               created_at=start + timedelta(days=i), reply=f"reply with {attack}"))
+    with writing(db) as session:
+        add_messages(session, rows, rule=AlertRule())
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{folder / 'aio.db'}"
+    _seed(url)
+    port = _free_port()
+    env = {**os.environ, "AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "PYTHONPATH": str(ROOT)}
+    log = (folder / "streamlit.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail("the dashboard did not start: " + (folder / "streamlit.log").read_text()[-2000:])
+    yield base, folder
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"])
+        yield chromium
+        chromium.close()
+
+
+READY = {"": "stMetric", "chat": "stChatInput", "screen": "stFileUploader", "trends": "stDataFrame"}
+
+
+def _settle(page) -> None:
+    """Wait until the script has finished: no spinner, no 'running' status, then a moment for charts to draw."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]') && "
+                           "!document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid*=\"Running\"]')",
+                           timeout=90_000)
+    page.wait_for_timeout(1500)
+
+
+def _open(browser, base: str, path: str, dialogs: list[str]):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{base}/{path}")
+    page.get_by_test_id(READY[path]).first.wait_for(timeout=90_000)  # the page's own content has rendered
+    _settle(page)
+    return page
+
+
+def _assert_inert(page, dialogs: list[str]) -> None:
+    assert dialogs == [], f"a dialog fired: {dialogs}"
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("[href^='javascript:']").count() == 0
+    assert page.locator("script:text('alert(2)')").count() == 0
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+@pytest.mark.parametrize("path, name", [("", "overview"), ("chat", "chat"), ("screen", "screen"),
+                                        ("trends", "trends")])
+def test_every_page_opens_without_errors(app, browser, path, name):
+    base, _ = app
+    dialogs: list[str] = []
+    page = _open(browser, base, path, dialogs)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    _assert_inert(page, dialogs)
+    page.close()
+
+
+def test_chat_history_replies_and_new_messages_stay_inert(app, browser):
+    base, _ = app
+    dialogs: list[str] = []
+    page = _open(browser, base, "chat", dialogs)
+    body = page.inner_text("body")
+    assert ATTACKS[0] in body and "reply with <script>alert(2)</script>" in body  # shown as the literal text
+    page.get_by_test_id("stChatInputTextArea").fill(" ".join(ATTACKS))
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= 18",
+                           timeout=60_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "chat-after-attack.png"), full_page=True)
+    _assert_inert(page, dialogs)
+    page.close()
+
+
+def test_screened_csv_cells_stay_inert(app, browser, tmp_path):
+    base, _ = app
+    csv_file = tmp_path / "hostile.csv"
+    csv_file.write_text("author,comment\n" + "".join(f'u{i},"{a.replace(chr(34), chr(34) * 2)}"\n'
+                                                      for i, a in enumerate(ATTACKS)), encoding="utf-8")
+    dialogs: list[str] = []
+    page = _open(browser, base, "screen", dialogs)
+    page.locator("input[type='file']").set_input_files(str(csv_file))
+    page.get_by_role("button", name="Screen 4 rows").click()
+    page.get_by_text("Screened 4 rows").wait_for(timeout=60_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "screen-after-upload.png"), full_page=True)
+    _assert_inert(page, dialogs)
+    page.close()

@@ -1,0 +1,177 @@
+"""Every page through Streamlit's AppTest, with the tiny model and a temporary database: what a user sees, and
+what ends up stored."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.models import Alert, AlertEvent, Message
+from db.rules import AlertRule
+from db.session import make_db, reading, writing
+from db.store import NewMessage, add_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'aio.db'}"
+    monkeypatch.setenv("AIO_MODEL", "tiny-random")
+    monkeypatch.setenv("AIO_DB_URL", url)
+    monkeypatch.setenv("AIO_UPLOAD_MB", "1")
+    db = make_db(url)
+    yield db
+    db.dispose()
+
+
+def open_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    if name != "overview":
+        at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception
+    return at
+
+
+def seed_person(db, handle: str, labels: str) -> None:
+    start = datetime(2026, 4, 1, 9)
+    with writing(db) as session:
+        for i, c in enumerate(labels):
+            add_messages(session, [NewMessage(f"{handle} says {i}", "chat", person=handle,
+                                              label="negative" if c == "-" else "positive", confidence=0.9,
+                                              p_negative=0.9 if c == "-" else 0.1, uncertain=False,
+                                              created_at=start + timedelta(days=i))], rule=AlertRule())
+
+
+def frame(at: AppTest, *columns: str):
+    """The first table on the page that has all these columns (AppTest cannot find tables by key)."""
+    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
+
+
+def values(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def test_overview_on_an_empty_store_offers_the_demo_and_fills_it(app_env):
+    at = open_page("overview")
+    assert [m.value for m in at.metric][:1] == ["0"]
+    at.button(key="fill_demo").click().run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Messages stored"].replace(",", "")) > 100 and int(metrics["Open alerts"]) > 0
+    assert any("Demo" in str(v) for v in at.dataframe[0].value.iloc[:, 0])
+
+
+def test_chat_stores_the_turn_and_shows_its_label(app_env):
+    at = open_page("chat")
+    at.text_input(key="new_handle").set_value("amy").run()
+    at.chat_input(key="chat_input").set_value("今天的实验终于成功了，太棒了！").run()
+    assert not at.exception
+    shown = values(at.markdown)
+    assert any(v.startswith(("😄 LLM 情感判断: 正面", "😞 LLM 情感判断: 负面")) for v in shown)
+    assert any("positive" in c or "negative" in c for c in values(at.caption))
+    assert any("meaningless" in w for w in values(at.warning))  # the tiny model says what it is
+    with reading(app_env) as session:
+        (message,) = session.scalars(select(Message)).all()
+        assert message.text == "今天的实验终于成功了，太棒了！" and message.person.handle == "amy"
+        assert message.label in ("positive", "negative") and message.reply is not None
+
+
+def test_chat_text_is_never_rendered_as_html_or_links(app_env):
+    at = open_page("chat")
+    at.text_input(key="new_handle").set_value("eve").run()
+    attack = "<img src=x onerror=alert(1)> [click](javascript:alert(2)) :red[x] $x^2$"
+    at.chat_input(key="chat_input").set_value(attack).run()
+    rendered = next(v for v in values(at.markdown) if "img" in v)
+    assert re.search(r"(?<!\\)[<>\[\]()$:=]", rendered) is None  # every markup character escaped
+    assert rendered.replace("\\", "") == attack  # and shown exactly as typed (the browser test checks rendering)
+
+
+def test_screening_a_csv_stores_its_rows_and_offers_the_download(app_env):
+    at = open_page("screen")
+    content = "author,comment,posted\namy,太好吃了,2026-05-01 10:00\nbo,=HYPERLINK(\"x\"),2026-05-02 10:00\n" \
+              "cy,,2026-05-03 10:00\n"
+    at.file_uploader(key="upload").upload("comments.csv", content.encode(), "text/csv").run()
+    assert not at.exception
+    assert (at.selectbox(key="text_column").value, at.selectbox(key="person_column").value,
+            at.selectbox(key="time_column").value) == ("comment", "author", "posted")  # guessed
+    at.button(key="run").click().run()
+    assert not at.exception and any("Screened 3 rows" in s for s in values(at.success))
+    with reading(app_env) as session:
+        stored = session.scalars(select(Message).order_by(Message.row_index)).all()
+    assert [m.text for m in stored] == ["太好吃了", '=HYPERLINK("x")']  # verbatim; the blank row is skipped
+    assert len(at.get("download_button")) == 1
+    results = frame(at, "text", "flagged")
+    assert list(results["text"]) == ["太好吃了", '=HYPERLINK("x")']
+    at.toggle(key="flagged_only").set_value(True).run()
+    assert all(frame(at, "text", "flagged")["flagged"])
+
+
+def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):
+    at = open_page("screen")
+    big = b"text\n" + b"x" * (1024 * 1024 + 10) + b"\n"
+    at.file_uploader(key="upload").upload("big.csv", big, "text/csv").run()
+    assert any("over the 1 MB limit" in e for e in values(at.error))
+    with reading(app_env) as session:
+        assert session.scalars(select(Message)).all() == []
+
+
+def test_a_broken_csv_is_one_sentence_not_a_traceback(app_env):
+    at = open_page("screen")
+    at.file_uploader(key="upload").upload("bad.csv", b"a,b\n1,2\n3,4,5\n", "text/csv").run()
+    assert not at.exception and any("line 3" in e for e in values(at.error))
+
+
+def test_trends_flags_a_sustained_negative_person_and_acknowledging_persists(app_env):
+    seed_person(app_env, "calm", "++++++")
+    seed_person(app_env, "sad", "++------")
+    at = open_page("trends")
+    assert frame(at, "handle", "negative")["handle"].iloc[0] == "sad"
+    alerts = frame(at, "id", "status", "rule")
+    assert len(alerts) == 1 and alerts["status"].iloc[0] == "open"
+    at.text_input(key="who").set_value("Ms Li").run()
+    at.text_area(key="alert_note").set_value("talked after class").run()
+    at.button(key="alert_acknowledged").click().run()
+    assert not at.exception
+    with reading(app_env) as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.status, alert.updated_by, alert.note) == ("acknowledged", "Ms Li", "talked after class")
+        assert session.scalars(select(AlertEvent.to_status).order_by(AlertEvent.id)).all() == ["open",
+                                                                                             "acknowledged"]
+
+
+def test_acknowledging_without_a_name_is_refused(app_env):
+    seed_person(app_env, "sad", "------")
+    at = open_page("trends")
+    at.button(key="alert_acknowledged").click().run()
+    assert any("who is making this change" in e for e in values(at.error))
+    with reading(app_env) as session:
+        assert session.scalars(select(Alert.status)).one() == "open"
+
+
+def test_without_a_model_chat_says_why_stores_unlabelled_and_other_pages_work(app_env, monkeypatch):
+    monkeypatch.setenv("AIO_MODEL", "/models/not-here")
+    at = open_page("chat")
+    assert any("AIO_MODEL=/models/not-here" in e for e in values(at.error))
+    at.text_input(key="new_handle").set_value("amy").run()
+    at.chat_input(key="chat_input").set_value("is anyone there?").run()
+    assert not at.exception
+    with reading(app_env) as session:
+        message = session.scalars(select(Message)).one()
+        assert message.text == "is anyone there?" and message.label is None
+    overview = open_page("overview")
+    assert any("no model was available" in w for w in values(overview.warning))
+    seed_person(app_env, "sad", "------")
+    assert not open_page("trends").exception
+
+
+def test_chinese_interface(app_env):
+    at = open_page("overview")
+    at.selectbox(key="lang").set_value("zh").run()
+    assert not at.exception
+    assert [m.label for m in at.metric][0] == "已存消息"
