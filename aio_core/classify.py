@@ -98,7 +98,7 @@ def prepared_prompt(engine: Engine, lang: str, prompt: PromptVersion | None = No
 
 
 def _body(engine: Engine, prepared: PreparedPrompt, text: str) -> tuple[list[int], bool]:
-    ids = encode_content(engine.tokenizer, fence(normalize_input(text)))
+    ids = encode_content(engine.tokenizer, fence(engine.prompt.sanitize(normalize_input(text))))
     budget = engine.settings.max_input_tokens
     return clip(ids, budget) + prepared.suffix_ids, len(ids) > budget
 

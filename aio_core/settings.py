@@ -41,7 +41,7 @@ class Settings:
     threads: int = 0  # 0 = all cores this process may use
     db_url: str = DEFAULT_DB_URL
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
-    uncertain_below: float = 0.75  # confidence under this marks a label "uncertain" (see README, Accuracy)
+    uncertain_below: float = 0.70  # confidence under this marks a label "uncertain" (see README, Accuracy)
     max_input_tokens: int = 256  # token budget of one text for the classifier; the full text is still stored
     history_tokens: int = 1024  # token budget of the chat history sent with each reply
     batch_size: int = 16  # texts per forward pass on the bulk path

@@ -7,6 +7,7 @@ every code path (templates, special tokens, padding, streaming decode of split U
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -43,24 +44,54 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-MERGES = [("Ġ", "Ġ")]  # one real merge (two spaces), so the vocabulary is a true BPE one, also once written as GGUF
+def _apply_bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one pre-token: repeatedly merge the adjacent pair with the best (lowest) rank."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(itertools.pairwise(symbols))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2:]
+    return symbols
 
 
-def byte_vocab() -> dict[str, int]:
-    """The 256 single-byte tokens in byte order, the merged token, then the special tokens."""
+def _word_merges(words: Iterable[str]) -> list[tuple[str, str]]:
+    """BPE merges that make each word one token, as a trained vocabulary holds common words: for each word, join
+    whatever segments the merges so far leave, left to right."""
+    mapping = _bytes_to_unicode()
+    merges: list[tuple[str, str]] = [("Ġ", "Ġ")]
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    for word in words:
+        segments = _apply_bpe([mapping[b] for b in word.encode()], ranks)
+        while len(segments) > 1:
+            ranks[(segments[0], segments[1])] = len(merges)
+            merges.append((segments[0], segments[1]))
+            segments = _apply_bpe(segments, ranks)
+    return merges
+
+
+def tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The 256 single-byte tokens in byte order, merged tokens for two spaces and for every label word of every
+    prompt version (so, as with a real Qwen tokenizer, a label word is one token), then the special tokens."""
+    from aio_core.prompts import VERSIONS
+
+    words = dict.fromkeys(w for v in VERSIONS.values() for forms in v.label_words.values() for w in forms)
+    merges = _word_merges(words)
     mapping = _bytes_to_unicode()
     vocab = {mapping[b]: b for b in range(256)}
-    vocab["ĠĠ"] = len(vocab)
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
-    return vocab
+    return vocab, merges
 
 
-def build_tiny_tokenizer(vocab: dict[str, int] | None = None, merges: list[str] | None = None) -> Qwen2Tokenizer:
-    """A Qwen2 tokenizer over `vocab` (default: bytes only, so every text round-trips exactly)."""
+def build_tiny_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level BPE Qwen2 tokenizer: every text round-trips exactly; label words are single tokens."""
+    vocab, merges = tiny_vocab_and_merges()
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab or byte_vocab(),
-        merges=merges if merges is not None else MERGES,
+        vocab=vocab,
+        merges=merges,
         unk_token=None,
         bos_token=None,
         eos_token="<|im_end|>",
@@ -116,7 +147,7 @@ def build_random_model(config: Qwen2Config, *, dtype: torch.dtype, seed: int = 0
 
 
 def build_tiny(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Qwen2ForCausalLM, Qwen2Tokenizer]:
-    """The `tiny-random` model: 2 layers, hidden size 64, a byte-level vocabulary (260 tokens)."""
+    """The `tiny-random` model: 2 layers, hidden size 64, a byte-level BPE vocabulary of a few hundred tokens."""
     tokenizer = build_tiny_tokenizer()
     config = qwen2_config(tokenizer, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter
 
-from aio_core.tiny import MERGES
+from aio_core.tiny import tiny_vocab_and_merges
 
 _NAMES = {
     "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
@@ -49,7 +49,7 @@ def write_gguf(model: object, tokenizer: object, path: Path) -> Path:
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list([token for token, _ in vocab])
     writer.add_token_types([3 if token in special else 1 for token, _ in vocab])
-    writer.add_token_merges([" ".join(pair) for pair in MERGES])
+    writer.add_token_merges([" ".join(pair) for pair in tiny_vocab_and_merges()[1]])
     writer.add_bos_token_id(tokenizer.pad_token_id)
     writer.add_eos_token_id(tokenizer.convert_tokens_to_ids("<|im_end|>"))
     writer.add_pad_token_id(tokenizer.pad_token_id)

@@ -82,12 +82,13 @@ def test_trivial_variants_read_the_same(engine):
 
 
 def test_label_words_sharing_a_first_token_decide_nothing(engine):
-    ids = label_token_ids(engine.tokenizer, {"positive": ("Positive", "正面"), "negative": ("Negative", "正确")})
-    # 正面 and 正确 start with the same byte token in the tiny byte-level tokenizer: it counts for neither.
-    first = engine.tokenizer("正", add_special_tokens=False)["input_ids"][0]
-    assert first not in ids["positive"].tolist() and first not in ids["negative"].tolist()
+    ids = label_token_ids(engine.tokenizer, {"positive": ("Positive", "zebra"), "negative": ("Negative", "zoo")})
+    # "zebra" and "zoo" are not in the tiny vocabulary: both start with the byte token "z", which counts for neither.
+    z = engine.tokenizer("z", add_special_tokens=False)["input_ids"][0]
+    assert z not in ids["positive"].tolist() + ids["negative"].tolist()
+    assert engine.tokenizer.convert_tokens_to_ids("Positive") in ids["positive"].tolist()
     with pytest.raises(ValueError, match="positive"):
-        label_token_ids(engine.tokenizer, {"positive": ("正面",), "negative": ("正确",)})
+        label_token_ids(engine.tokenizer, {"positive": ("zebra",), "negative": ("zoo",)})
 
 
 def test_class_score_sums_the_probability_of_every_surface_form():
