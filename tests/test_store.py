@@ -185,3 +185,28 @@ def test_read_only_database_gives_a_clear_error_and_stores_nothing(tmp_path, rul
             add_messages(session, [NewMessage("lost?", "cli")], rule=rule)
     with reading(readonly) as session:
         assert session.scalars(select(Message.text)).all() == ["kept"]
+
+
+def test_the_rule_reads_only_the_recent_part_and_agrees_with_the_whole_history(db, rule):
+    import random
+
+    from db.alerts import person_series, recent_series
+    from db.rules import evaluate
+
+    rng = random.Random(3)
+    rows = []
+    for person in range(40):  # histories of every length and rhythm
+        at = T0
+        for i in range(rng.randrange(1, 120)):
+            at += timedelta(hours=rng.choice((1, 5, 30, 80, 200)))
+            rows.append(NewMessage(f"p{person} m{i}", "csv", person=f"p{person}", created_at=at,
+                                   label=rng.choice(("positive", "negative", "negative"))))
+    with writing(db) as session:
+        add_messages(session, rows, rule=rule)
+        verdicts = []
+        for person_id in set(session.scalars(select(Message.person_id))):
+            full, recent = person_series(session, person_id), recent_series(session, person_id, rule)
+            assert recent == full[-len(recent):]
+            verdicts.append(evaluate(full, rule))
+            assert evaluate(recent, rule) == verdicts[-1]
+    assert any(verdicts) and not all(verdicts)  # both outcomes were exercised
