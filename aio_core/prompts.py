@@ -151,9 +151,11 @@ def all_prompt_texts() -> list[str]:
 
 # ---- the warm assistant -------------------------------------------------------------------------------------------
 
+# Compared on the eval model (seeded samples, see the README): naming the language beats "the user's language"
+# (which followed earlier turns instead of the last one), and longer instructions were echoed back to the user.
 _ASSISTANT = {
-    "en": "You are a warm, caring assistant. Answer in the user's language, briefly and kindly.",
-    "zh": "你是一个温暖、体贴的助手。用用户的语言简短而友善地回答。",
+    "en": "You are a warm, caring assistant. Answer in English, briefly and kindly.",
+    "zh": "你是一个温暖、体贴的助手。用中文简短而友善地回答。",
 }
 _TONE = {
     "en": {
