@@ -133,7 +133,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     total = len(read_labelled(args.file))  # checks the file before the model loads
     engine = _engine(settings)
     with _progress(total, "evaluating") as bar:
-        report = evaluate(args.file, engine=engine, progress=lambda done: bar.update(done - bar.n))
+        report = evaluate(args.file, engine=engine, method=args.method,
+                          progress=lambda done: bar.update(done - bar.n))
     print(format_report(report))
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", "accuracy on a labelled CSV (text,label[,lang])")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
+                   help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
+                        "only the generated tokens")
     p = add("bench", "speed and memory, with the seed article's method as baseline in the same run")
     p.add_argument("--json", action="store_true", default=False, help="print the figures as JSON, last line")
     p.add_argument("--quick", action="store_true", default=False, help="about a minute instead of five")

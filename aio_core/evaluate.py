@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aio_core.classify import classify
+from aio_core.classify import Sentiment, classify
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.prompts import detect_lang
+from aio_core.seed import seed_classify
 
 KNOWN = ("positive", "negative", "neutral")
 
@@ -53,11 +54,32 @@ def _auc(scores: list[tuple[float, bool]]) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
-def evaluate(path: Path | str, *, engine: Engine, progress: Callable[[int], None] | None = None) -> dict:
-    """The evaluation report as a JSON-ready dict (the shape `eval --json` prints)."""
+METHODS = ("engine", "seed", "seed-fixed")
+
+
+def _seed_results(texts: list[str], engine: Engine, *, as_written: bool,
+                  progress: Callable[[int], None] | None) -> list[Sentiment]:
+    """The seed article's method as a baseline row: a bare label (confidence 1, never uncertain)."""
+    results = []
+    for i, text in enumerate(texts, 1):
+        label = seed_classify(engine.model, engine.tokenizer, text, as_written=as_written)
+        results.append(Sentiment(label, 1.0, float(label == "negative"), False, "seed", detect_lang(text), False))
+        if progress:
+            progress(i)
+    return results
+
+
+def evaluate(path: Path | str, *, engine: Engine, method: str = "engine",
+             progress: Callable[[int], None] | None = None) -> dict:
+    """The evaluation report as a JSON-ready dict (the shape `eval --json` prints). `method` "seed" runs the seed
+    article's method as written (it decodes its own prompt), "seed-fixed" the same reading only the new tokens."""
     rows = read_labelled(path)
+    texts = [text for text, _, _ in rows]
     started = time.perf_counter()
-    results = classify([text for text, _, _ in rows], engine=engine, progress=progress)
+    if method == "engine":
+        results = classify(texts, engine=engine, progress=progress)
+    else:
+        results = _seed_results(texts, engine, as_written=method == "seed", progress=progress)
     seconds = time.perf_counter() - started
     confusion = {label: {"positive": 0, "negative": 0, "uncertain": 0} for label in KNOWN}
     groups: dict[str, dict[str, list[bool]]] = {"by_lang": {}, "by_label": {}}
@@ -85,7 +107,7 @@ def evaluate(path: Path | str, *, engine: Engine, progress: Callable[[int], None
         "uncertain_share": sum(r.uncertain for r in results) / len(results),
         "ms_per_item": 1000 * seconds / len(rows),
         "model": engine.loaded.name,
-        "prompt_version": engine.prompt.version,
+        "prompt_version": engine.prompt.version if method == "engine" else method,
         "uncertain_below": engine.settings.uncertain_below,
     }
 

@@ -84,6 +84,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "rule_applied": {"en": "Re-checked {count} people.", "zh": "已重新检查 {count} 人。"},
     "messages_over_time": {"en": "Messages over time (shaded: the rule fires)",
                            "zh": "消息随时间变化（阴影：规则触发）"},
+    "chart_axis": {"en": "p(negative) · rolling share", "zh": "负面概率 · 滚动占比"},
+    "chart_help": {"en": "Dots: each message's probability of being negative (hover for the text). Line: the share of "
+                         "negative messages over the rule's D days. Shaded: where the alert rule fires.",
+                   "zh": "点：每条消息为负面的概率（悬停可看原文）。线：规则的 D 天内负面消息占比。"
+                         "阴影：预警规则触发的时段。"},
     "no_messages": {"en": "No messages for this person.", "zh": "此人没有消息。"},
     "alerts": {"en": "Alerts", "zh": "预警"},
     "no_alerts": {"en": "No alerts.", "zh": "没有预警。"},

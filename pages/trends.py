@@ -57,14 +57,15 @@ else:
     if report.flagged:
         windows = pd.DataFrame(report.flagged, columns=["start", "end"])
         layers.append(alt.Chart(windows).mark_rect(color="#d64545", opacity=0.12).encode(x="start:T", x2="end:T"))
-    layers.append(alt.Chart(points).mark_line(color="#555", interpolate="monotone").encode(
-        x=alt.X("at:T", title=None), y=alt.Y("rolling:Q", title=t("negative_share"),
+    layers.append(alt.Chart(points).mark_line(color="#555").encode(
+        x=alt.X("at:T", title=None), y=alt.Y("rolling:Q", title=t("chart_axis"),
                                              scale=alt.Scale(domain=[0, 1]))))
     layers.append(alt.Chart(points).mark_circle(size=70, opacity=0.85).encode(
         x="at:T", y="p_negative:Q", color=colour,
         tooltip=[alt.Tooltip("at:T", title="time"), alt.Tooltip("label:N"), alt.Tooltip("confidence:Q", format=".2f"),
                  alt.Tooltip("text:N")]))
     st.altair_chart(alt.layer(*layers), width="stretch")
+    st.caption(t("chart_help"))
 
 st.subheader(t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")

@@ -57,3 +57,12 @@ def test_eval_command_json_is_the_last_line_and_bad_files_exit_2(tmp_path):
     bad = subprocess.run(command + [str(tmp_path / "bad.csv")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "label" in bad.stderr
+
+
+def test_seed_method_can_be_evaluated_as_a_baseline(tmp_path, engine):
+    path = tmp_path / "e.csv"
+    path.write_text(ROWS)
+    report = evaluate(path, engine=engine, method="seed")
+    assert report["prompt_version"] == "seed"
+    assert report["confusion"]["negative"]["positive"] == 2  # as written it always answers positive
+    assert report["by_label"]["negative"]["accuracy"] == 0.0
