@@ -9,7 +9,6 @@ the label's surface forms ("Positive", "positive", "正面"...), so the answer i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -81,9 +80,9 @@ def _prepare(engine: Engine, prompt: PromptVersion, lang: str) -> PreparedPrompt
                           label_token_ids(engine.tokenizer, prompt.label_words))
 
 
-def prepared_prompt(engine: Engine, lang: str, prompt: PromptVersion | None = None) -> PreparedPrompt:
-    """The prepared prompt for `lang`, built (prefix keys/values, calibration) on first use."""
-    prompt = prompt or engine.prompt
+def prepared_prompt(engine: Engine, lang: str) -> PreparedPrompt:
+    """The engine's prompt for `lang`, prepared (prefix keys/values, calibration) on first use."""
+    prompt = engine.prompt
     key = (prompt.version, lang)
     with engine.lock:
         if key not in engine.prepared:
@@ -160,8 +159,7 @@ def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = N
             chunk = order[start:start + batch_size]
             logits = _forward(engine, prepared, [bodies[i][0] for i in chunk], use_prefix_cache=use_prefix_cache)
             log_odds = _log_odds_negative(logits, prepared.label_ids) - prepared.bias
-            for i, value in zip(chunk, log_odds.tolist(), strict=True):
-                p_negative = 1.0 / (1.0 + math.exp(-value))
+            for i, p_negative in zip(chunk, torch.sigmoid(log_odds).tolist(), strict=True):
                 label = LABELS[1] if p_negative >= 0.5 else LABELS[0]
                 confidence = max(p_negative, 1.0 - p_negative)
                 results[i] = Sentiment(label, confidence, p_negative, confidence < threshold, prompt.version, lang,

@@ -59,12 +59,11 @@ if upload is not None:
             st.stop()
         show_model_line(state.engine)
         bar = st.progress(0.0, text=t("progress", done=0, total=info.rows, left="…"))
-        started = time.perf_counter()
-        resumed_from: list[int] = []
+        start = {"time": time.perf_counter(), "done": None}  # the first call says where a resumed run starts
 
         def progress(done: int, total: int) -> None:
-            resumed_from.append(done) if not resumed_from else None
-            rate = (done - resumed_from[0]) / max(time.perf_counter() - started, 1e-6)
+            start["done"] = done if start["done"] is None else start["done"]
+            rate = (done - start["done"]) / max(time.perf_counter() - start["time"], 1e-6)
             left = duration((total - done) / rate) if rate > 0 else "…"
             bar.progress(done / total, text=t("progress", done=done, total=total, left=left))
 

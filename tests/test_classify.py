@@ -156,3 +156,21 @@ def test_prepared_prompt_is_built_once_under_concurrency():
     for thread in threads:
         thread.join()
     assert list(fresh.prepared) == [(fresh.prompt.version, "en")]
+
+
+def test_extreme_scores_stay_valid_probabilities(engine):
+    """A model that is all but certain gives log-odds in the hundreds; the result must still be a valid label."""
+    negative_id = engine.tokenizer.convert_tokens_to_ids("Ġangry")
+
+    def certain(_module, _inputs, logits):
+        logits[..., negative_id] = 1e4
+        return logits
+
+    fresh = dataclasses.replace(engine, prepared={})
+    classify(["prepare the prompt (and its calibration) first"], engine=fresh)
+    hook = engine.model.get_output_embeddings().register_forward_hook(certain)
+    try:
+        (result,) = classify(["anything"], engine=fresh)
+    finally:
+        hook.remove()
+    assert result.label == "negative" and result.p_negative == 1.0 and result.confidence == 1.0
