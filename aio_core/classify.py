@@ -129,7 +129,7 @@ def _forward(engine: Engine, prepared: PreparedPrompt, bodies: list[list[int]], 
         kwargs["use_cache"] = False
     with engine.lock:
         logits = engine.model(input_ids=ids.to(engine.device), **kwargs).logits
-    return logits[:, -1, :].float().cpu()
+        return logits[:, -1, :].float().cpu()
 
 
 def _log_odds_negative(logits: torch.Tensor, label_ids: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -158,8 +158,9 @@ def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = N
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             logits = _forward(engine, prepared, [bodies[i][0] for i in chunk], use_prefix_cache=use_prefix_cache)
-            log_odds = _log_odds_negative(logits, prepared.label_ids) - prepared.bias
-            for i, p_negative in zip(chunk, torch.sigmoid(log_odds).tolist(), strict=True):
+            with engine.lock:  # all model arithmetic under the lock, see reply.generate_tokens
+                p_negatives = torch.sigmoid(_log_odds_negative(logits, prepared.label_ids) - prepared.bias).tolist()
+            for i, p_negative in zip(chunk, p_negatives, strict=True):
                 label = LABELS[1] if p_negative >= 0.5 else LABELS[0]
                 confidence = max(p_negative, 1.0 - p_negative)
                 results[i] = Sentiment(label, confidence, p_negative, confidence < threshold, prompt.version, lang,

@@ -104,9 +104,11 @@ def generate_tokens(engine: Engine, messages: Sequence[Message], options: ReplyO
     cache = DynamicCache(config=engine.model.config)
     step_input = torch.tensor([prompt], device=engine.device)
     for _ in range(settings.max_new_tokens):
+        # Sampling inside the lock too: torch ops running beside another session's forward pass share the CPU
+        # thread pool and can round differently, and then a seeded reply would depend on what else was running.
         with engine.lock, torch.inference_mode():
             logits = engine.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1).logits
-        token = _sample(logits[0, -1].cpu(), seen, settings, generator)
+            token = _sample(logits[0, -1].cpu(), seen, settings, generator)
         if stop_at_end and token in stop:
             return
         yield token

@@ -119,7 +119,7 @@ def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path
                 seed = session_no * 100 + turn_no
                 turn = start_turn(text, person=person, engine=engine, db=db, rule=rule,
                                   options=ReplyOptions(seed=seed, max_new_tokens=12))
-                spoken[person].append((text, "".join(turn.reply), seed))
+                spoken[person].append((text, "".join(turn.reply), seed, turn.sentiment))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -140,14 +140,16 @@ def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path
         for person, turns in spoken.items():
             stored = session.scalars(select(Message).where(Message.source == "chat", Message.text.like(
                 f"%from {person}")).order_by(Message.id)).all()
-            assert [(m.text, m.reply) for m in stored] == [(text, said) for text, said, _ in turns]
-    # Each session got the reply its own history and seed produce, as if it had been alone.
+            assert [(m.text, m.reply) for m in stored] == [(text, said) for text, said, _, _ in turns]
+    # Each session got the reply its own history, label and seed produce, as if it had been alone.
     for turns in spoken.values():
         history: list[dict[str, str]] = []
-        for text, said, seed in turns:
+        for text, said, seed, sentiment in turns:
             history.append({"role": "user", "content": text})
-            assert said == reply_text(history, engine=engine, options=ReplyOptions(seed=seed, max_new_tokens=12))
-            history.append({"role": "assistant", "content": said})
+            assert said == reply_text(history, engine=engine, sentiment=sentiment,
+                                      options=ReplyOptions(seed=seed, max_new_tokens=12))
+            if said:  # an empty reply is not part of the history the next turn is built from
+                history.append({"role": "assistant", "content": said})
 
 
 def _screen_peak_rss_mb(tmp_path: Path, rows: int) -> float:
