@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from aio_core.classify import Sentiment
@@ -61,23 +59,6 @@ def test_a_huge_last_message_is_clipped_not_dropped(engine):
     kept = trim_history(engine.tokenizer, [{"role": "user", "content": "start " + "z" * 50_000 + " end"}], 200)
     assert len(kept) == 1 and kept[0]["content"].startswith("start") and kept[0]["content"].endswith("end")
     assert len(engine.tokenizer(kept[0]["content"])["input_ids"]) <= 100
-
-
-def test_replies_from_several_threads_do_not_mix(engine):
-    histories = [[{"role": "user", "content": f"session {i}"}] for i in range(4)]
-    options = [ReplyOptions(seed=i, max_new_tokens=24) for i in range(4)]
-    expected = [reply_text(h, engine=engine, options=o) for h, o in zip(histories, options, strict=True)]
-    got: dict[int, str] = {}
-
-    def worker(i: int) -> None:
-        got[i] = "".join(reply(histories[i], engine=engine, options=options[i]))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert [got[i] for i in range(4)] == expected
 
 
 def test_reply_stops_at_the_end_of_turn_token(engine):

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from aio_core.conversation import start_turn
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
-from aio_core.reply import ReplyOptions, reply_text
+from aio_core.reply import ReplyOptions
 from aio_core.screening import ScreenOptions, screen_file
 from db.models import Batch, Message
 from db.session import make_db, reading
@@ -104,22 +104,31 @@ def test_a_full_disk_stops_with_a_sentence_keeps_whole_chunks_and_resumes(tmp_pa
     assert rows == list(range(1, 2001))
 
 
-def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path, engine, rule):
+def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path, engine, rule, monkeypatch):
+    import aio_core.conversation as conversation
+
     db = make_db(f"sqlite:///{tmp_path / 'aio.db'}")
     source = _write(tmp_path / "in.csv", [f"comment {i} 还不错" for i in range(600)])
     errors: list[BaseException] = []
-    spoken: dict[str, list[tuple[str, str, int]]] = {}
+    spoken: dict[str, list[tuple[str, str]]] = {}
+    prompts: list[tuple[str, list[dict[str, str]]]] = []  # (session, the history its reply was generated from)
+    real_reply = conversation.reply
 
-    def chat(session_no: int) -> None:
-        person = f"session{session_no}"
+    def recording_reply(history, **kwargs):
+        prompts.append((threading.current_thread().name, [dict(m) for m in history]))
+        return real_reply(history, **kwargs)
+
+    monkeypatch.setattr(conversation, "reply", recording_reply)
+
+    def chat() -> None:
+        person = threading.current_thread().name
         spoken[person] = []
         try:
             for turn_no in range(5):
                 text = f"message {turn_no} from {person}"
-                seed = session_no * 100 + turn_no
                 turn = start_turn(text, person=person, engine=engine, db=db, rule=rule,
-                                  options=ReplyOptions(seed=seed, max_new_tokens=12))
-                spoken[person].append((text, "".join(turn.reply), seed, turn.sentiment))
+                                  options=ReplyOptions(seed=turn_no, max_new_tokens=12))
+                spoken[person].append((text, "".join(turn.reply)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -129,7 +138,8 @@ def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=chat, args=(n,)) for n in range(4)] + [threading.Thread(target=screen)]
+    threads = [threading.Thread(target=chat, name=f"session{n}") for n in range(4)]
+    threads.append(threading.Thread(target=screen, name="screening"))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -137,19 +147,17 @@ def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path
     assert not errors, errors[:1]
     with reading(db) as session:
         assert session.scalar(select(func.count(Message.id)).where(Message.source == "csv")) == 600
-        for person, turns in spoken.items():
-            stored = session.scalars(select(Message).where(Message.source == "chat", Message.text.like(
-                f"%from {person}")).order_by(Message.id)).all()
-            assert [(m.text, m.reply) for m in stored] == [(text, said) for text, said, _, _ in turns]
-    # Each session got the reply its own history, label and seed produce, as if it had been alone.
-    for turns in spoken.values():
-        history: list[dict[str, str]] = []
-        for text, said, seed, sentiment in turns:
-            history.append({"role": "user", "content": text})
-            assert said == reply_text(history, engine=engine, sentiment=sentiment,
-                                      options=ReplyOptions(seed=seed, max_new_tokens=12))
-            if said:  # an empty reply is not part of the history the next turn is built from
-                history.append({"role": "assistant", "content": said})
+        for person, turns in spoken.items():  # each session stored exactly what it was shown
+            stored = session.scalars(select(Message).where(Message.person.has(handle=person))
+                                     .order_by(Message.id)).all()
+            assert [(m.text, m.reply) for m in stored] == turns
+    # Each reply was generated from its own session's conversation, in order, and nobody else's.
+    assert len(prompts) == 20
+    for person, history in prompts:
+        asked = [m["content"] for m in history if m["role"] == "user"]
+        answered = [m["content"] for m in history if m["role"] == "assistant"]
+        assert asked == [f"message {i} from {person}" for i in range(len(asked))]
+        assert answered == [said for _, said in spoken[person][:len(asked) - 1] if said]
 
 
 def _screen_peak_rss_mb(tmp_path: Path, rows: int) -> float:
