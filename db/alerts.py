@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from aio_core.errors import UserError
-from db.models import Alert, AlertEvent, Message, utcnow
+from db.models import Alert, AlertEvent, Message, Person, utcnow
 from db.rules import AlertRule, evaluate
 
 STATUSES = ("open", "acknowledged", "resolved")
@@ -48,7 +48,12 @@ def recent_series(session: Session, person_id: int, rule: AlertRule, after_messa
 
 
 def refresh_alert(session: Session, person_id: int, rule: AlertRule) -> Alert | None:
-    """Re-evaluate the rule for one person; open a new alert or update the active one. Returns the alert touched."""
+    """Re-evaluate the rule for one person; open a new alert or update the active one. Returns the alert touched.
+
+    The person's row is locked first (FOR NO KEY UPDATE on a server database; SQLite's write transaction already
+    holds the whole file), so two writers for one person cannot both see "no active alert" and open two.
+    """
+    session.execute(select(Person.id).where(Person.id == person_id).with_for_update(key_share=True))
     alerts = session.scalars(select(Alert).where(Alert.person_id == person_id).order_by(Alert.id)).all()
     active = next((a for a in reversed(alerts) if a.status in ACTIVE), None)
     # Messages that a resolved episode already covered do not count towards the next one.

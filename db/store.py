@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.alerts import refresh_alert
@@ -41,16 +42,23 @@ class NewMessage:
 
 
 def ensure_people(session: Session, people: dict[str, tuple[str | None, str | None]]) -> dict[str, int]:
-    """Ids for these handles ({handle: (display name, group)}), creating the people that are new."""
+    """Ids for these handles ({handle: (display name, group)}), creating the people that are new.
+
+    On a server database another writer may create the same handle at the same moment; the insert then runs in a
+    savepoint, and a unique-key clash reads back the other writer's row instead of failing the whole batch.
+    """
     if not people:
         return {}
     ids = dict(session.execute(select(Person.handle, Person.id).where(Person.handle.in_(list(people)))).all())
-    for handle, (display, group) in people.items():
-        if handle not in ids:
-            person = Person(handle=handle, display_name=display or handle, group_name=group)
-            session.add(person)
-            session.flush()
+    for handle in sorted(set(people) - set(ids)):  # one order everywhere, so concurrent writers cannot deadlock
+        display, group = people[handle]
+        try:
+            with session.begin_nested():
+                person = Person(handle=handle, display_name=display or handle, group_name=group)
+                session.add(person)
             ids[handle] = person.id
+        except IntegrityError:
+            ids[handle] = session.scalar(select(Person.id).where(Person.handle == handle))
     return ids
 
 

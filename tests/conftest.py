@@ -27,9 +27,22 @@ def engine() -> Engine:
     return load_engine(TINY)
 
 
+# AIO_TEST_DB_URL=postgresql+psycopg://... runs every test that uses `db` against that server instead of a SQLite
+# file (tests about SQLite itself build their own files). Its tables are dropped before each test.
+TEST_DB_URL = os.environ.get("AIO_TEST_DB_URL")
+
+
 @pytest.fixture
 def db(tmp_path: Path):
-    database = make_db(f"sqlite:///{tmp_path / 'aio.db'}")
+    if TEST_DB_URL:
+        from sqlalchemy import create_engine
+
+        from db.models import Base
+
+        cleaner = create_engine(TEST_DB_URL)
+        Base.metadata.drop_all(cleaner)
+        cleaner.dispose()
+    database = make_db(TEST_DB_URL or f"sqlite:///{tmp_path / 'aio.db'}")
     yield database
     database.dispose()
 
