@@ -1,10 +1,10 @@
 """Sentiment labels from one forward pass: the model's next-token scores for the label words, never free text.
 
 For each text the prompt is `prefix + text + suffix`. The prefix (system message, instructions, examples) is the same
-for every text, so its keys and values are computed once per prompt and shared read-only by every batch
-(`kvcache.SharedPrefixCache`). A batch holds texts of similar length, left-padded so that the last position is the
-answer position of every row; only that position's logits are computed. The class score sums the probabilities of
-the label's surface forms ("Positive", "positive", "正面"...), so the answer is always a valid label.
+for every text, so the backend prepares it once per prompt and shares it read-only with every batch. A batch holds
+texts of similar length; the backend reads the answer position of each row only. The class score sums the
+probabilities of the label's surface forms ("Positive", "positive", "正面"...), so the answer is always a valid label.
+This module builds the prompts and reads the results; the model itself is behind `engine.backend`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
+from aio_core.backends import Prefix
 from aio_core.engine import Engine
-from aio_core.kvcache import SharedPrefixCache, compute_prefix
 from aio_core.prompts import LABELS, SLOT, PromptVersion, fence, normalize_input
-from aio_core.templating import clip, encode_content, encode_markup
+from aio_core.templating import Tokenizer, clip, encode_content, encode_markup
 
 EMOJI = {"positive": "😄", "negative": "😞"}
 WORDS = {"zh": {"positive": "正面", "negative": "负面"}, "en": {"positive": "positive", "negative": "negative"}}
+UNCERTAIN_MARK = {"en": " (uncertain)", "zh": "（不确定）"}
+
+
+def badge(label: str, confidence: float, uncertain: bool, lang: str = "en") -> str:
+    """Short label for tables and chat: `😞 negative 0.93 (uncertain)`."""
+    mark = UNCERTAIN_MARK[lang] if uncertain else ""
+    return f"{EMOJI[label]} {WORDS[lang][label]} {confidence:.2f}{mark}"
+
+
+def seed_line(label: str) -> str:
+    """The seed article's display line, e.g. `😄 LLM 情感判断: 正面`."""
+    return f"{EMOJI[label]} LLM 情感判断: {WORDS['zh'][label]}"
 
 
 @dataclass(frozen=True)
@@ -35,25 +47,26 @@ class Sentiment:
 
     @property
     def seed_line(self) -> str:
-        """The seed article's display line, e.g. `😄 LLM 情感判断: 正面`."""
-        return f"{EMOJI[self.label]} LLM 情感判断: {WORDS['zh'][self.label]}"
+        return seed_line(self.label)
 
     def badge(self, lang: str = "en") -> str:
-        """Short label for tables and chat: `😞 negative 0.93 (uncertain)`."""
-        mark = {"en": " (uncertain)", "zh": "（不确定）"}[lang] if self.uncertain else ""
-        return f"{EMOJI[self.label]} {WORDS[lang][self.label]} {self.confidence:.2f}{mark}"
+        return badge(self.label, self.confidence, self.uncertain, lang)
 
 
 @dataclass
 class PreparedPrompt:
-    prefix_ids: list[int]
+    prefix: Prefix
     suffix_ids: list[int]
-    label_ids: dict[str, torch.Tensor]
-    prefix_kv: tuple | None = None
+    label_ids: dict[str, list[int]]
     bias: float = 0.0  # log-odds of "negative" on content-free inputs, subtracted when the prompt calibrates
 
+    @property
+    def scored_ids(self) -> list[int]:
+        """Every label token, in the order `score` returns their log-probabilities."""
+        return [i for label in LABELS for i in self.label_ids[label]]
 
-def label_token_ids(tokenizer: object, words: dict[str, Sequence[str]]) -> dict[str, torch.Tensor]:
+
+def label_token_ids(tokenizer: Tokenizer, words: dict[str, Sequence[str]]) -> dict[str, list[int]]:
     """First token of each surface form, per label; a token that starts forms of both labels decides nothing."""
     firsts = {label: {encode_markup(tokenizer, w)[0] for w in forms if encode_markup(tokenizer, w)}
               for label, forms in words.items()}
@@ -62,7 +75,7 @@ def label_token_ids(tokenizer: object, words: dict[str, Sequence[str]]) -> dict[
     for label, ids in result.items():
         if not ids:
             raise ValueError(f"no label word for {label!r} has a first token of its own in this tokenizer")
-    return {label: torch.tensor(ids) for label, ids in result.items()}
+    return result
 
 
 def _prepare(engine: Engine, prompt: PromptVersion, lang: str) -> PreparedPrompt:
@@ -73,25 +86,24 @@ def _prepare(engine: Engine, prompt: PromptVersion, lang: str) -> PreparedPrompt
         messages.append({"role": "assistant", "content": variant.answer_prefix + label})
     messages.append({"role": "user", "content": variant.user})
     rendered = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                    **engine.loaded.profile.template_kwargs)
+                                                    **engine.profile.template_kwargs)
     before, after = rendered.split(SLOT)
-    return PreparedPrompt(encode_markup(engine.tokenizer, before),
-                          encode_markup(engine.tokenizer, after + variant.answer_prefix),
-                          label_token_ids(engine.tokenizer, prompt.label_words))
+    return PreparedPrompt(prefix=engine.backend.prefix(encode_markup(engine.tokenizer, before)),
+                          suffix_ids=encode_markup(engine.tokenizer, after + variant.answer_prefix),
+                          label_ids=label_token_ids(engine.tokenizer, prompt.label_words))
 
 
 def prepared_prompt(engine: Engine, lang: str) -> PreparedPrompt:
     """The engine's prompt for `lang`, prepared (prefix keys/values, calibration) on first use."""
     prompt = engine.prompt
     key = (prompt.version, lang)
-    with engine.lock:
+    with engine.preparing:
         if key not in engine.prepared:
             prepared = _prepare(engine, prompt, lang)
-            prepared.prefix_kv = compute_prefix(engine.model, prepared.prefix_ids)
             if prompt.calibrate:
                 bodies = [_body(engine, prepared, t)[0] for t in prompt.content_free]
-                logits = _forward(engine, prepared, bodies, use_prefix_cache=True)
-                prepared.bias = float(_log_odds_negative(logits, prepared.label_ids).mean())
+                logprobs = engine.backend.score(prepared.prefix, bodies, prepared.scored_ids).logprobs
+                prepared.bias = float(log_odds_negative(logprobs, prepared.label_ids).mean())
             engine.prepared[key] = prepared
     return engine.prepared[key]
 
@@ -102,41 +114,19 @@ def _body(engine: Engine, prepared: PreparedPrompt, text: str) -> tuple[list[int
     return clip(ids, budget) + prepared.suffix_ids, len(ids) > budget
 
 
-@torch.inference_mode()
-def _forward(engine: Engine, prepared: PreparedPrompt, bodies: list[list[int]], *,
-             use_prefix_cache: bool) -> torch.Tensor:
-    """Last-position logits (float32) for each body, left-padded into one batch."""
-    rows = bodies if use_prefix_cache else [prepared.prefix_ids + b for b in bodies]
-    width = max(len(r) for r in rows)
-    pad = engine.tokenizer.pad_token_id
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
-    offset = len(prepared.prefix_ids) if use_prefix_cache else 0
-    # Each row's real tokens get consecutive positions right after the prefix, whatever padding precedes them.
-    positions = offset + (mask.cumsum(dim=1) - 1).clamp(min=0)
-    kwargs: dict[str, object] = {"logits_to_keep": 1, "position_ids": positions.to(engine.device)}
-    if bool(mask.all()):
-        kwargs["attention_mask"] = None  # no padding: the plain causal path is faster
-    else:
-        full = torch.cat([torch.ones((len(rows), offset), dtype=torch.long), mask], dim=1) if offset else mask
-        kwargs["attention_mask"] = full.to(engine.device)
-    if use_prefix_cache:
-        kwargs.update(cache=SharedPrefixCache(prepared.prefix_kv, len(rows)), use_cache=True)
-    else:
-        kwargs["use_cache"] = False
-    with engine.lock:
-        logits = engine.model(input_ids=ids.to(engine.device), **kwargs).logits
-        return logits[:, -1, :].float().cpu()
+def log_odds_negative(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> np.ndarray:
+    """log P(negative words) - log P(positive words), each class summing its surface forms' probabilities.
+    `logprobs` holds the columns of `PreparedPrompt.scored_ids`, in that order."""
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    cut = len(label_ids[LABELS[0]])
+    positive = np.logaddexp.reduce(logprobs[:, :cut], axis=1)
+    negative = np.logaddexp.reduce(logprobs[:, cut:], axis=1)
+    return negative - positive
 
 
-def _log_odds_negative(logits: torch.Tensor, label_ids: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log P(negative words) - log P(positive words), each class summing its surface forms' probabilities."""
-    logp = torch.log_softmax(logits, dim=-1)
-    score = {label: torch.logsumexp(logp[:, ids], dim=-1) for label, ids in label_ids.items()}
-    return score["negative"] - score["positive"]
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow for log-odds in the hundreds."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
 def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = None,
@@ -157,14 +147,15 @@ def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = N
         order = sorted(indices, key=lambda i: len(bodies[i][0]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            logits = _forward(engine, prepared, [bodies[i][0] for i in chunk], use_prefix_cache=use_prefix_cache)
-            with engine.lock:  # all model arithmetic under the lock, see reply.generate_tokens
-                p_negatives = torch.sigmoid(_log_odds_negative(logits, prepared.label_ids) - prepared.bias).tolist()
+            scores = engine.backend.score(prepared.prefix, [bodies[i][0] for i in chunk], prepared.scored_ids,
+                                          use_prefix_cache=use_prefix_cache)
+            p_negatives = sigmoid(log_odds_negative(scores.logprobs, prepared.label_ids) - prepared.bias).tolist()
             for i, p_negative in zip(chunk, p_negatives, strict=True):
                 label = LABELS[1] if p_negative >= 0.5 else LABELS[0]
                 confidence = max(p_negative, 1.0 - p_negative)
-                results[i] = Sentiment(label, confidence, p_negative, confidence < threshold, prompt.version, lang,
-                                       bodies[i][1])
+                results[i] = Sentiment(label=label, confidence=confidence, p_negative=p_negative,
+                                       uncertain=confidence < threshold, prompt_version=prompt.version, lang=lang,
+                                       truncated=bodies[i][1])
             done += len(chunk)
             if progress:
                 progress(done)

@@ -47,14 +47,15 @@ def _db(settings: Settings):
 
 
 def _rule(settings: Settings):
-    from db.rules import AlertRule
+    from aio_core.workflows import alert_rule
 
-    return AlertRule.from_settings(settings)
+    return alert_rule(settings)
 
 
 @command("classify")
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.classify import classify
+    from aio_core.workflows import label_fields
     from db.session import writing
     from db.store import NewMessage, add_messages
 
@@ -62,27 +63,26 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     results = classify(texts, engine=engine)
     if not args.no_store:
-        rows = [NewMessage(text=t, source="cli", person=args.person, label=s.label, confidence=s.confidence,
-                           p_negative=s.p_negative, uncertain=s.uncertain, model=engine.loaded.name,
-                           prompt_version=s.prompt_version) for t, s in zip(texts, results, strict=True)]
+        rows = [NewMessage(text=t, source="cli", person=args.person, **label_fields(s, engine))
+                for t, s in zip(texts, results, strict=True)]
         with writing(_db(settings)) as session:
             add_messages(session, rows, rule=_rule(settings))
     for text, s in zip(texts, results, strict=True):
         if args.json:
             print(json.dumps({"text": text, "label": s.label, "confidence": round(s.confidence, 4),
                               "p_negative": round(s.p_negative, 4), "uncertain": s.uncertain,
-                              "prompt_version": s.prompt_version}, ensure_ascii=False))
+                              "prompt_version": s.prompt_version, "truncated": s.truncated}, ensure_ascii=False))
         else:
             print(f"{s.seed_line}  ({s.badge('en')})  {text}")
-    if engine.loaded.is_random:
+    if engine.is_random:
         print(f"note: {engine.description}", file=sys.stderr)
     return 0
 
 
 @command("chat")
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.conversation import start_turn
     from aio_core.reply import ReplyOptions
+    from aio_core.workflows.conversation import start_turn
 
     engine, db = _engine(settings), _db(settings)
     options = ReplyOptions(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
@@ -105,7 +105,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("screen")
 def _screen(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.screening import ScreenOptions, screen_file
+    from aio_core.workflows.screening import ScreenOptions, screen_file
 
     engine, db = _engine(settings), _db(settings)
     options = ScreenOptions(args.text_column, args.person_column, args.time_column)
@@ -128,7 +128,7 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("eval")
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.evaluate import evaluate, format_report, read_labelled
+    from aio_core.measure.evaluate import evaluate, format_report, read_labelled
 
     total = len(read_labelled(args.file))  # checks the file before the model loads
     engine = _engine(settings)
@@ -143,8 +143,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("bench")
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.bench import PHASES, format_bench, run_bench
-    from aio_core.loading import RANDOM_SHAPE
+    from aio_core.backends.loading import RANDOM_SHAPE
+    from aio_core.measure.bench import PHASES, format_bench, run_bench
 
     if args.phase:  # a child process of run_bench
         print(json.dumps(PHASES[args.phase](settings, quick=args.quick)))
@@ -160,7 +160,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("label-pending")
 def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.conversation import label_pending
+    from aio_core.workflows.conversation import label_pending
 
     count = label_pending(engine=_engine(settings), db=_db(settings), rule=_rule(settings))
     print(f"labelled {count} message(s) that were stored while no model was available")
@@ -197,7 +197,7 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("demo")
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.demo import fill_demo
+    from aio_core.workflows.demo import fill_demo
 
     print(fill_demo(_db(settings), rule=_rule(settings), people=args.people, weeks=args.weeks, seed=args.seed))
     return 0
@@ -263,13 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from aio_core.workflows import USER_ERRORS
+
     try:
         settings = Settings.from_env(model=getattr(args, "model", None), device=getattr(args, "device", None),
                                      dtype=getattr(args, "dtype", None), threads=getattr(args, "threads", None),
                                      db_url=getattr(args, "db_url", None),
                                      batch_size=getattr(args, "batch_size", None))
         return COMMANDS[args.command](args, settings)
-    except UserError as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,65 +1,86 @@
-"""The engine: one loaded model serving both roles (sentiment analyst and chat assistant), safe to share.
+"""The engine: one loaded model (a backend) serving both roles, the sentiment analyst and the chat assistant.
 
-`get_engine(settings)` is the one place the process-wide instance is created (the dashboard wraps it in
-`st.cache_resource`); everything else receives the engine as an argument. One lock serialises forward passes: the
-model has no per-request state, and on a 2-core CPU two concurrent passes would only slow each other down. Replies take
-the lock per generated token, so a long reply never blocks another session's label for more than one step.
+`get_engine(settings)` is the one place the process-wide instance is created and cached; the CLI, the workflows and
+the dashboard all receive it from there (a model that failed to load is remembered too, so a page does not retry a
+slow load on every rerun; `retry=True` tries again). The engine exposes what callers need (name, profile,
+description, fingerprint, the tokenizer for building prompts) and never the model's torch parts: those stay in
+`aio_core/backends/`.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from functools import cache
 
-import torch
-
-from aio_core.loading import LoadedModel, load_model
+from aio_core.backends import Backend, load_backend
+from aio_core.errors import UserError
+from aio_core.profiles import ModelProfile
 from aio_core.prompts import PromptVersion, get_prompt
 from aio_core.settings import Settings
+from aio_core.templating import Tokenizer
 
 
 @dataclass
 class Engine:
-    loaded: LoadedModel
+    backend: Backend
     settings: Settings
     prompt: PromptVersion
-    lock: threading.RLock = field(default_factory=threading.RLock)
     # Per (prompt version, language): the prepared classifier prompt, filled on first use (see classify.py).
     prepared: dict[tuple[str, str], object] = field(default_factory=dict)
+    preparing: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def model(self) -> torch.nn.Module:
-        return self.loaded.model
+    def name(self) -> str:
+        return self.backend.name
 
     @property
-    def tokenizer(self) -> object:
-        return self.loaded.tokenizer
+    def profile(self) -> ModelProfile:
+        return self.backend.profile
 
     @property
-    def device(self) -> torch.device:
-        return self.loaded.device
+    def tokenizer(self) -> Tokenizer:
+        return self.backend.tokenizer
+
+    @property
+    def is_random(self) -> bool:
+        return self.backend.is_random
+
+    @property
+    def fingerprint(self) -> str:
+        return self.backend.fingerprint
 
     @property
     def description(self) -> str:
-        return self.loaded.description
-
-    def stop_ids(self) -> set[int]:
-        """Token ids that end a reply: the template's end-of-turn and the model's end-of-text."""
-        ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
-               self.tokenizer.convert_tokens_to_ids("<|endoftext|>")}
-        configured = self.model.generation_config.eos_token_id
-        ids |= set(configured) if isinstance(configured, list) else {configured}
-        return {i for i in ids if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id}
+        return self.backend.description
 
 
 def load_engine(settings: Settings) -> Engine:
     """A new engine (loads the model). Most callers want `get_engine`, which loads once per process."""
     prompt = get_prompt(settings.prompt_version)
-    return Engine(load_model(settings), settings, prompt)
+    return Engine(load_backend(settings), settings, prompt)
 
 
-@cache
-def get_engine(settings: Settings) -> Engine:
-    """The process-wide engine for these settings, loaded on first call."""
-    return load_engine(settings)
+_ENGINES: dict[Settings, Engine | UserError] = {}
+_LOADING = threading.Lock()
+
+
+def get_engine(settings: Settings, *, retry: bool = False) -> Engine:
+    """The process-wide engine for these settings, loaded on first call; a load failure is raised again (from
+    memory) until `retry` is asked for."""
+    with _LOADING:
+        found = _ENGINES.get(settings)
+        if found is None or (retry and isinstance(found, UserError)):
+            try:
+                found = load_engine(settings)
+            except UserError as error:
+                found = error
+            _ENGINES[settings] = found
+    if isinstance(found, UserError):
+        raise found
+    return found
+
+
+def loaded_engine(settings: Settings) -> Engine | None:
+    """The engine if this process has already loaded it, without loading it."""
+    found = _ENGINES.get(settings)
+    return found if isinstance(found, Engine) else None

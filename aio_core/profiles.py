@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class GenerationDefaults:
-    """Sampling settings for replies. The seed article used temperature 0.7, top_p 0.9 and 128 new tokens."""
+class Sampling:
+    """How a reply is sampled. The seed article used temperature 0.7, top_p 0.9 and 128 new tokens; every backend
+    applies these the same way (in process through transformers' logits processors, on a server as its options)."""
 
-    temperature: float = 0.7
+    temperature: float = 0.7  # 0 = greedy
     top_p: float = 0.9
     top_k: int = 0  # 0 = no top-k filter
     repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0  # 0 = off; n = no n-gram of the reply (or its prompt) appears twice
     max_new_tokens: int = 128
+    seed: int | None = None  # fixed seed: the same prompt gives the same reply
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class ModelProfile:
     family: str  # qwen1.5 | qwen2 | qwen2.5 | qwen3 | unknown
     hub_id: str
     context_length: int
-    generation: GenerationDefaults
+    generation: Sampling
     # Extra variables for the chat template: Qwen3 must be told not to "think" or the reply starts with <think>.
     template_kwargs: dict[str, object] = field(default_factory=dict)
 
@@ -35,20 +38,24 @@ class ModelProfile:
 # The seed article's values for the default model; the model cards' repetition penalty and top-k for all, because a
 # 0.5B model loops without them. Qwen3 values are the card's "non-thinking mode" recommendation.
 _PROFILES = (
-    ModelProfile("qwen1.5-0.5b-chat", "qwen1.5", "Qwen/Qwen1.5-0.5B-Chat", 32768,
-                 GenerationDefaults(0.7, 0.9, 20, 1.1)),
-    ModelProfile("qwen1.5-1.8b-chat", "qwen1.5", "Qwen/Qwen1.5-1.8B-Chat", 32768,
-                 GenerationDefaults(0.7, 0.8, 20, 1.1)),
-    ModelProfile("qwen2-0.5b-instruct", "qwen2", "Qwen/Qwen2-0.5B-Instruct", 32768,
-                 GenerationDefaults(0.7, 0.8, 20, 1.1)),
-    ModelProfile("qwen2.5-0.5b-instruct", "qwen2.5", "Qwen/Qwen2.5-0.5B-Instruct", 32768,
-                 GenerationDefaults(0.7, 0.8, 20, 1.05)),
-    ModelProfile("qwen2.5-1.5b-instruct", "qwen2.5", "Qwen/Qwen2.5-1.5B-Instruct", 32768,
-                 GenerationDefaults(0.7, 0.8, 20, 1.05)),
-    ModelProfile("qwen3-0.6b", "qwen3", "Qwen/Qwen3-0.6B", 40960,
-                 GenerationDefaults(0.7, 0.8, 20, 1.05), {"enable_thinking": False}),
+    ModelProfile(key="qwen1.5-0.5b-chat", family="qwen1.5", hub_id="Qwen/Qwen1.5-0.5B-Chat", context_length=32768,
+                 generation=Sampling(temperature=0.7, top_p=0.9, top_k=20, repetition_penalty=1.1)),
+    ModelProfile(key="qwen1.5-1.8b-chat", family="qwen1.5", hub_id="Qwen/Qwen1.5-1.8B-Chat", context_length=32768,
+                 generation=Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.1)),
+    ModelProfile(key="qwen2-0.5b-instruct", family="qwen2", hub_id="Qwen/Qwen2-0.5B-Instruct",
+                 context_length=32768,
+                 generation=Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.1)),
+    ModelProfile(key="qwen2.5-0.5b-instruct", family="qwen2.5", hub_id="Qwen/Qwen2.5-0.5B-Instruct",
+                 context_length=32768,
+                 generation=Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)),
+    ModelProfile(key="qwen2.5-1.5b-instruct", family="qwen2.5", hub_id="Qwen/Qwen2.5-1.5B-Instruct",
+                 context_length=32768,
+                 generation=Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)),
+    ModelProfile(key="qwen3-0.6b", family="qwen3", hub_id="Qwen/Qwen3-0.6B", context_length=40960,
+                 generation=Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05),
+                 template_kwargs={"enable_thinking": False}),
 )
-GENERIC = ModelProfile("unknown", "unknown", "", 4096, GenerationDefaults())
+GENERIC = ModelProfile(key="unknown", family="unknown", hub_id="", context_length=4096, generation=Sampling())
 PROFILES = {p.key: p for p in _PROFILES}
 
 # Qwen2.5-Coder and other variants of a family and size share the family's chat format and sampling advice.

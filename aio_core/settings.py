@@ -24,13 +24,6 @@ class SettingsError(UserError, ValueError):
     """A setting has a value the product cannot use; the message names the variable and the fix."""
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity call
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every configurable value, with its default. The field name is the variable name without `AIO_`."""
@@ -75,10 +68,6 @@ class Settings:
         for name in ("uncertain_below", "alert_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be between 0 and 1.")
-
-    @property
-    def effective_threads(self) -> int:
-        return self.threads or _cpu_count()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from aio_core.errors import UserError
+from db.errors import StoreError
 from db.models import Alert, AlertEvent, Message, Person, utcnow
 from db.rules import AlertRule, evaluate
 
 STATUSES = ("open", "acknowledged", "resolved")
-ACTIVE = ("open", "acknowledged")
+ACTIVE = ("open", "acknowledged")  # an "open alert" is one not resolved yet, whether or not someone acknowledged it
+
+
+def open_alert() -> ColumnElement[bool]:
+    """THE definition of an open alert, for every count and list that shows one."""
+    return Alert.status.in_(ACTIVE)
 
 
 def person_series(session: Session, person_id: int, after_message_id: int = 0) -> list[tuple]:
@@ -88,12 +93,12 @@ def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_i
 def transition_alert(session: Session, alert_id: int, to_status: str, *, by: str, note: str = "") -> Alert:
     """Move an alert to `to_status`, recording who did it, when, and their note."""
     if to_status not in STATUSES:
-        raise UserError(f"Unknown alert status {to_status!r}; use one of: {', '.join(STATUSES)}.")
+        raise StoreError(f"Unknown alert status {to_status!r}; use one of: {', '.join(STATUSES)}.")
     if not by.strip():
-        raise UserError("Say who is making this change (a name or initials), so the alert history shows it.")
+        raise StoreError("Say who is making this change (a name or initials), so the alert history shows it.")
     alert = session.get(Alert, alert_id)
     if alert is None:
-        raise UserError(f"There is no alert number {alert_id}; it may have been erased with its person.")
+        raise StoreError(f"There is no alert number {alert_id}; it may have been erased with its person.")
     if alert.status == to_status and not note.strip():
         return alert
     alert.events.append(AlertEvent(from_status=alert.status, to_status=to_status, by=by.strip(),

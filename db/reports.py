@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.alerts import list_alerts
-from db.models import Alert, Batch, Message, Person
+from db.models import Alert, Person
 from db.rules import AlertRule, flagged_windows, rolling_share
 from db.store import Overview, PersonSummary, daily_counts, list_messages, newest_message_time, overview, rank_people
 
@@ -61,26 +60,3 @@ def person_report(session: Session, person_id: int, rule: AlertRule, *, limit: i
     points = [PersonPoint(m.id, m.created_at, m.text, m.label, m.confidence, m.uncertain, m.source,
                           shares.get(m.id)) for m in messages]
     return PersonReport(person, points, flagged_windows(series, rule), list_alerts(session, person_id=person_id))
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    row: int
-    person: str | None
-    text: str
-    label: str
-    confidence: float
-    uncertain: bool
-
-
-def batch_rows(session: Session, batch_id: int, *, limit: int = 100_000) -> list[BatchRow]:
-    """The stored rows of one batch in file order, for the results table."""
-    query = (select(Message.row_index, Person.handle, Message.text, Message.label, Message.confidence,
-                    Message.uncertain)
-             .outerjoin(Person, Person.id == Message.person_id)
-             .where(Message.batch_id == batch_id).order_by(Message.row_index).limit(limit))
-    return [BatchRow(*row) for row in session.execute(query)]
-
-
-def get_batch(session: Session, batch_id: int) -> Batch | None:
-    return session.get(Batch, batch_id)

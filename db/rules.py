@@ -20,11 +20,6 @@ class AlertRule:
     share: float = 0.6
     min_messages: int = 5
 
-    @classmethod
-    def from_settings(cls, settings: object) -> AlertRule:
-        return cls(settings.alert_last_n, settings.alert_last_k, settings.alert_days, settings.alert_share,
-                   settings.alert_min_messages)
-
     def describe(self, which: str) -> str:
         if which == "last":
             return f"{self.last_k} of the last {self.last_n} messages negative"

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from aio_core.errors import UserError
+from db.errors import StoreError
 from db.models import Base, SchemaVersion
 
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
@@ -57,26 +57,26 @@ def describe(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def explain(error: SQLAlchemyError | sqlite3.Error, url: str) -> UserError:
+def explain(error: SQLAlchemyError | sqlite3.Error, url: str) -> StoreError:
     """A database failure as one sentence that names the database and the fix."""
     where = describe(url)
     text = str(getattr(error, "orig", error) or error).lower()
     if "readonly" in text or "read-only" in text:
-        return UserError(f"The database {where} is read-only; make the file and its folder writable, "
+        return StoreError(f"The database {where} is read-only; make the file and its folder writable, "
                          "or set AIO_DB_URL to a writable location.")
     if "disk is full" in text or "disk full" in text or "no space" in text:
-        return UserError(f"The disk holding the database {where} is full; free some space and try again "
+        return StoreError(f"The disk holding the database {where} is full; free some space and try again "
                          "(nothing from the failed step was stored).")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return UserError(f"The database file {where} is damaged or is not a SQLite database; move it aside "
+        return StoreError(f"The database file {where} is damaged or is not a SQLite database; move it aside "
                          "(or restore a backup) or set AIO_DB_URL to another file.")
     if "unable to open" in text:
-        return UserError(f"The database {where} cannot be opened; check that its folder exists and is writable, "
+        return StoreError(f"The database {where} cannot be opened; check that its folder exists and is writable, "
                          "or set AIO_DB_URL.")
     if "locked" in text:
-        return UserError(f"The database {where} stayed locked by another program for 30 seconds; try again.")
+        return StoreError(f"The database {where} stayed locked by another program for 30 seconds; try again.")
     first = str(getattr(error, "orig", error)).splitlines()[0][:200]
-    return UserError(f"The database {where} failed: {first}. Check AIO_DB_URL.")
+    return StoreError(f"The database {where} failed: {first}. Check AIO_DB_URL.")
 
 
 def make_db(url: str) -> Engine:
@@ -90,7 +90,7 @@ def make_db(url: str) -> Engine:
             try:
                 Path(file).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UserError(f"Cannot create the folder for the database {parsed.database} ({exc.strerror}); "
+                raise StoreError(f"Cannot create the folder for the database {parsed.database} ({exc.strerror}); "
                                 "set AIO_DB_URL to a writable location.") from exc
         else:  # one shared connection, or each thread would see its own empty in-memory database
             kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
@@ -111,14 +111,14 @@ def _migrate(engine: Engine) -> None:
         tables = set(inspect(connection).get_table_names())
         if "schema_version" not in tables:
             if tables - {"schema_version"}:
-                raise UserError(f"The database {describe(str(engine.url))} has tables but no schema_version table, "
+                raise StoreError(f"The database {describe(str(engine.url))} has tables but no schema_version table, "
                                 "so it was not made by this program; set AIO_DB_URL to another database.")
             Base.metadata.create_all(connection)
             connection.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
             return
         current = connection.execute(select(SchemaVersion.version).order_by(SchemaVersion.version.desc())).scalar()
         if current is not None and current > SCHEMA_VERSION:
-            raise UserError(f"The database {describe(str(engine.url))} was written by a newer version of this "
+            raise StoreError(f"The database {describe(str(engine.url))} was written by a newer version of this "
                             f"program (schema {current}, this one knows {SCHEMA_VERSION}); upgrade the program.")
         for version, step in MIGRATIONS:
             if current is None or version > current:

@@ -15,8 +15,8 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.alerts import refresh_alert
-from db.models import Alert, AlertEvent, Message, Person, utcnow
+from db.alerts import open_alert, refresh_alert
+from db.models import Alert, AlertEvent, Batch, Message, Person, utcnow
 from db.rules import AlertRule
 
 
@@ -166,7 +166,7 @@ def rank_people(session: Session, *, days: int = 7, limit: int = 50) -> list[Per
               .where(Message.created_at > since, Message.person_id.is_not(None), Message.label.is_not(None))
               .group_by(Message.person_id).subquery())
     alerts = (select(Alert.person_id, func.count().label("open"))
-              .where(Alert.status.in_(("open", "acknowledged"))).group_by(Alert.person_id).subquery())
+              .where(open_alert()).group_by(Alert.person_id).subquery())
     rows = session.execute(
         select(Person.id, Person.handle, Person.display_name, Person.group_name,
                func.coalesce(recent.c.n, 0), func.coalesce(recent.c.neg, 0), recent.c.last,
@@ -174,7 +174,8 @@ def rank_people(session: Session, *, days: int = 7, limit: int = 50) -> list[Per
         .outerjoin(recent, recent.c.person_id == Person.id)
         .outerjoin(alerts, alerts.c.person_id == Person.id)
     ).all()
-    summaries = [PersonSummary(*row) for row in rows]
+    summaries = [PersonSummary(person_id=r[0], handle=r[1], display_name=r[2], group=r[3], messages=r[4],
+                               negatives=r[5], last_at=r[6], open_alerts=r[7]) for r in rows]
     summaries.sort(key=lambda s: (-s.open_alerts, -s.negative_share, -s.negatives, s.display_name))
     return summaries[:limit]
 
@@ -187,7 +188,6 @@ class Overview:
     people: int
     open_alerts: int
     batches: int
-    newest: datetime | None
 
     @property
     def negative_share(self) -> float:
@@ -195,15 +195,13 @@ class Overview:
 
 
 def overview(session: Session) -> Overview:
-    from db.models import Batch
-
-    counts = session.execute(select(func.count(Message.id), func.count(Message.label),
-                                    func.sum(case((Message.label == "negative", 1), else_=0)),
-                                    func.max(Message.created_at))).one()
-    people = session.scalar(select(func.count(Person.id)))
-    open_alerts = session.scalar(select(func.count(Alert.id)).where(Alert.status == "open"))
-    batches = session.scalar(select(func.count(Batch.id)))
-    return Overview(counts[0], counts[1], counts[2] or 0, people, open_alerts, batches, counts[3])
+    messages, labelled, negatives = session.execute(
+        select(func.count(Message.id), func.count(Message.label),
+               func.sum(case((Message.label == "negative", 1), else_=0)))).one()
+    return Overview(messages=messages, labelled=labelled, negatives=negatives or 0,
+                    people=session.scalar(select(func.count(Person.id))),
+                    open_alerts=session.scalar(select(func.count(Alert.id)).where(open_alert())),
+                    batches=session.scalar(select(func.count(Batch.id))))
 
 
 def export_person(session: Session, handle: str) -> dict | None:

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from aio_core.conversation import start_turn
-from aio_core.errors import UserError
+from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.conversation import start_turn
 from db.store import chat_history_of, list_people
 from pages.shared import (
     database,
@@ -57,7 +57,7 @@ if prompt:
     try:
         turn = start_turn(prompt, person=handle, engine=state.engine, db=database(), rule=rule(),
                           display_name=display_name, group=group)
-    except UserError as error:  # e.g. the disk is full: say so; nothing half-stored
+    except USER_ERRORS as error:  # e.g. the disk is full: say so; nothing half-stored
         st.error(str(error))
         st.stop()
     with st.chat_message("user"):

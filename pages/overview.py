@@ -4,9 +4,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from aio_core.conversation import label_pending
-from aio_core.demo import fill_demo
-from aio_core.errors import UserError
+from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.conversation import label_pending
+from aio_core.workflows.demo import fill_demo
 from db.reports import overview_report
 from pages.shared import database, loaded_model, model, page, read, rule, show_model_line, show_model_problem, t
 
@@ -37,7 +37,7 @@ if totals.messages == 0:
     if st.button(t("fill_demo"), key="fill_demo", type="primary"):
         try:
             st.success(fill_demo(database(), rule=rule()))
-        except UserError as error:
+        except USER_ERRORS as error:
             st.error(str(error))
         st.rerun()
 

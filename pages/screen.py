@@ -6,10 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import inspect_csv, iter_rows
-from aio_core.errors import UserError
-from aio_core.screening import ScreenOptions, guess_columns, is_flagged, results_csv, screen_file, stored_batch_csv
-from db.batches import list_batches
-from db.reports import batch_rows
+from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.screening import ScreenOptions, guess_columns, results_csv, screen_file, stored_batch_csv
+from db.batches import batch_rows, list_batches
 from pages.shared import (
     database,
     duration,
@@ -37,7 +36,7 @@ if upload is not None:
             info = inspect_csv(path, upload.name)
             guess = guess_columns(info)
             preview = pd.DataFrame([row for n, _, row in iter_rows(info) if n <= 20], columns=list(info.header))
-    except UserError as error:
+    except USER_ERRORS as error:
         st.error(str(error))
         st.stop()
     st.caption(t("preview", rows=info.rows, encoding=info.encoding))
@@ -71,7 +70,7 @@ if upload is not None:
             with uploaded_path(upload) as path:
                 summary = screen_file(path, ScreenOptions(text_column, person_column, time_column),
                                       engine=state.engine, db=database(), file_name=upload.name, progress=progress)
-        except UserError as error:
+        except USER_ERRORS as error:
             st.error(str(error))
             st.stop()
         st.success(summary.line())
@@ -96,10 +95,9 @@ flagged_only = controls[0].toggle(t("flagged_only"), key="flagged_only")
 threshold = controls[1].slider(t("threshold"), 0.5, 1.0, float(config.uncertain_below), 0.01, key="threshold")
 order = controls[2].selectbox(t("sort_by"), ["row", "negative"], key="sort",
                               format_func=lambda o: t("sort_row") if o == "row" else t("sort_negative"))
-rows = read(batch_rows, batch_id)
+rows = read(lambda session: list(batch_rows(session, batch_id, threshold=threshold)))
 table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": r.label,
-                       "confidence": r.confidence, "uncertain": r.uncertain,
-                       "flagged": is_flagged(r.label, r.confidence, r.uncertain, threshold)} for r in rows],
+                       "confidence": r.confidence, "uncertain": r.uncertain, "flagged": r.flagged} for r in rows],
                      columns=["row", "person", "text", "label", "confidence", "uncertain", "flagged"])
 if flagged_only:
     table = table[table["flagged"]]

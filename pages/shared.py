@@ -19,21 +19,21 @@ from typing import TypeVar
 import streamlit as st
 from sqlalchemy import Engine as Database
 
-from aio_core.engine import Engine, get_engine
-from aio_core.errors import UserError
+from aio_core.classify import badge
+from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
+from aio_core.workflows import USER_ERRORS, alert_rule
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
 from pages.strings import text
 
 T = TypeVar("T")
-_LOADED: dict[Settings, Engine] = {}  # engines this process has loaded, for status lines that must not load one
 
 
 def settings() -> Settings:
     try:
         return Settings.from_env()
-    except UserError as error:
+    except USER_ERRORS as error:
         st.error(str(error))
         st.stop()
 
@@ -64,7 +64,7 @@ def _database(url: str) -> Database:
 def database() -> Database:
     try:
         return _database(settings().db_url)
-    except UserError as error:
+    except USER_ERRORS as error:
         st.error(str(error))
         st.stop()
 
@@ -74,7 +74,7 @@ def read(query: Callable[..., T], *args: object, **kwargs: object) -> T:
     try:
         with reading(database()) as session:
             return query(session, *args, **kwargs)
-    except UserError as error:
+    except USER_ERRORS as error:
         st.error(str(error))
         st.stop()
 
@@ -84,7 +84,7 @@ def write(change: Callable[..., T], *args: object, **kwargs: object) -> T | None
     try:
         with writing(database()) as session:
             return change(session, *args, **kwargs)
-    except UserError as error:
+    except USER_ERRORS as error:
         st.error(str(error))
         return None
 
@@ -95,46 +95,38 @@ class ModelState:
     error: str | None
 
 
-@st.cache_resource(show_spinner=False)
-def _load(config: Settings) -> ModelState:
-    # A failure is cached too: a page must not retry a 3-second hub probe on every rerun. "Try again" clears it.
-    try:
-        engine = get_engine(config)
-    except UserError as error:
-        return ModelState(None, str(error))
-    _LOADED[config] = engine
-    return ModelState(engine, None)
-
-
-def model() -> ModelState:
+def model(*, retry: bool = False) -> ModelState:
     """The engine, loaded once for all sessions (spinner the first time); its error sentence if it cannot load."""
     config = settings()
-    if config not in _LOADED:
-        with st.spinner(t("model_loading")):
-            return _load(config)
-    return _load(config)
+    try:
+        if loaded_engine(config) is None:
+            with st.spinner(t("model_loading")):
+                return ModelState(get_engine(config, retry=retry), None)
+        return ModelState(get_engine(config), None)
+    except USER_ERRORS as error:
+        return ModelState(None, str(error))
 
 
 def loaded_model() -> Engine | None:
     """The engine if this process has already loaded it, without loading it."""
-    return _LOADED.get(settings())
+    return loaded_engine(settings())
 
 
 def show_model_problem(state: ModelState) -> None:
     st.error(t("model_failed", error=state.error))
     if st.button(t("retry_model"), key="retry_model"):
-        _load.clear()
+        model(retry=True)
         st.rerun()
 
 
 def show_model_line(engine: Engine) -> None:
     st.caption(t("model_ready", name=engine.description))
-    if engine.loaded.is_random:
+    if engine.is_random:
         st.warning(t("model_random"))
 
 
 def rule() -> AlertRule:
-    return AlertRule.from_settings(settings())
+    return alert_rule(settings())
 
 
 @contextlib.contextmanager
@@ -170,8 +162,5 @@ def plain_stream(pieces: Iterable[str]) -> Iterator[str]:
 
 
 def label_badge(label: str | None, confidence: float | None, uncertain: bool | None) -> str:
-    if label is None:
-        return "⏳ " + t("unlabelled_badge")
-    emoji = {"positive": "😄", "negative": "😞"}[label]
-    mark = f" · {t('uncertain')}" if uncertain else ""
-    return f"{emoji} {t(label)} {confidence:.2f}{mark}"
+    """A stored label's badge in the page's language; messages stored without a model say so."""
+    return "⏳ " + t("unlabelled_badge") if label is None else badge(label, confidence, bool(uncertain), lang())

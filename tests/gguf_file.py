@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter
 
-from aio_core.tiny import tiny_vocab_and_merges
+from aio_core.backends.tiny import tiny_vocab_and_merges
 
 _NAMES = {
     "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",

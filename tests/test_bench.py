@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from aio_core.bench import measure_engine, measure_seed
-from aio_core.bench_texts import BENCH_TEXTS, QWEN_TOKENS
-from aio_core.seed import seed_classify
-from aio_core.tiny import QWEN15_05B_SHAPE, build_standin_tokenizer
+from aio_core.backends.seed import seed_classify
+from aio_core.backends.tiny import QWEN15_05B_SHAPE, build_standin_tokenizer
+from aio_core.measure.bench import measure_engine, measure_seed
+from aio_core.measure.bench_texts import BENCH_TEXTS, QWEN_TOKENS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"classify_ms_p50", "classify_ms_p90", "bulk_items_per_s", "seed_ms_per_item", "classify_speedup_vs_seed",
@@ -41,7 +41,7 @@ def test_random_real_shape_matches_qwen15_05b():
     with torch.device("meta"):  # the shape only; building the weights belongs to `bench`
         from transformers import Qwen2ForCausalLM
 
-        from aio_core.tiny import qwen2_config
+        from aio_core.backends.tiny import qwen2_config
 
         model = Qwen2ForCausalLM(qwen2_config(build_standin_tokenizer(), **QWEN15_05B_SHAPE))
     model.tie_weights()
@@ -49,12 +49,32 @@ def test_random_real_shape_matches_qwen15_05b():
     assert 460e6 < parameters < 470e6  # Qwen1.5-0.5B: 464M with tied embeddings
 
 
-def test_seed_method_as_written_always_says_positive(engine):
-    # Its decoded output includes the prompt, which itself contains "Positive".
-    labels = {seed_classify(engine.model, engine.tokenizer, t) for t in ("terrible, awful", "这天气真糟糕", "")}
-    assert labels == {"positive"}
-    fixed = seed_classify(engine.model, engine.tokenizer, "terrible", as_written=False)
-    assert fixed in ("positive", "negative")
+def _forcing(engine, word: str):
+    """A hook that makes `word` the model's next token at every step."""
+    token = engine.tokenizer.convert_tokens_to_ids(word)
+
+    def force(_module, _inputs, logits):
+        logits[..., token] = logits.max() + 10.0
+        return logits
+
+    return engine.backend.model.get_output_embeddings().register_forward_hook(force)
+
+
+def test_seed_method_as_written_always_says_positive_and_the_fixed_reading_follows_the_model(engine):
+    # As written it decodes the prompt too, which itself contains "Positive": whatever the model says, "positive".
+    hook = _forcing(engine, "Negative")
+    try:
+        as_written = {seed_classify(engine.backend, t) for t in ("terrible, awful", "这天气真糟糕", "")}
+        fixed = seed_classify(engine.backend, "terrible", as_written=False)
+    finally:
+        hook.remove()
+    assert as_written == {"positive"}
+    assert fixed == "negative"  # reading only the new tokens hears the model's "Negative"
+    hook = _forcing(engine, "Positive")
+    try:
+        assert seed_classify(engine.backend, "terrible", as_written=False) == "positive"
+    finally:
+        hook.remove()
 
 
 def test_engine_and_seed_measurements_report_every_figure(engine):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+import numpy as np
 import pytest
-import torch
 
-from aio_core.classify import _log_odds_negative, classify, label_token_ids, prepared_prompt
+from aio_core.classify import classify, label_token_ids, log_odds_negative, prepared_prompt
 from aio_core.engine import load_engine
 from aio_core.prompts import LABELS, SLOT, PromptVariant, PromptVersion, fence
 from aio_core.templating import encode_chat
@@ -85,16 +85,17 @@ def test_label_words_sharing_a_first_token_decide_nothing(engine):
     ids = label_token_ids(engine.tokenizer, {"positive": ("Positive", "zebra"), "negative": ("Negative", "zoo")})
     # "zebra" and "zoo" are not in the tiny vocabulary: both start with the byte token "z", which counts for neither.
     z = engine.tokenizer("z", add_special_tokens=False)["input_ids"][0]
-    assert z not in ids["positive"].tolist() + ids["negative"].tolist()
-    assert engine.tokenizer.convert_tokens_to_ids("Positive") in ids["positive"].tolist()
+    assert z not in ids["positive"] + ids["negative"]
+    assert engine.tokenizer.convert_tokens_to_ids("Positive") in ids["positive"]
     with pytest.raises(ValueError, match="positive"):
         label_token_ids(engine.tokenizer, {"positive": ("zebra",), "negative": ("zoo",)})
 
 
 def test_class_score_sums_the_probability_of_every_surface_form():
-    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]]))
-    log_odds = _log_odds_negative(logits, {"positive": torch.tensor([0]), "negative": torch.tensor([1, 2])})
-    assert float(log_odds) == pytest.approx(float(torch.log(torch.tensor(0.5 / 0.1))))
+    # Columns as `score` returns them: the positive tokens' log-probabilities first, then the negative ones.
+    logprobs = np.log(np.array([[0.1, 0.2, 0.3]]))
+    log_odds = log_odds_negative(logprobs, {"positive": [7], "negative": [8, 9]})
+    assert float(log_odds[0]) == pytest.approx(np.log(0.5 / 0.1))
 
 
 def test_calibration_centres_content_free_inputs(engine):
@@ -107,8 +108,8 @@ def test_calibration_centres_content_free_inputs(engine):
     assert bias != 0.0
     before = classify(list(prompt.content_free), engine=raw)
     after = classify(list(prompt.content_free), engine=calibrated)
-    mean_log_odds = sum(torch.logit(torch.tensor(r.p_negative)) for r in after) / len(after)
-    assert float(mean_log_odds) == pytest.approx(0.0, abs=1e-4)
+    mean_log_odds = np.mean([np.log(r.p_negative / (1 - r.p_negative)) for r in after])
+    assert mean_log_odds == pytest.approx(0.0, abs=1e-4)
     assert [r.p_negative for r in before] != pytest.approx([r.p_negative for r in after])
 
 
@@ -168,7 +169,7 @@ def test_extreme_scores_stay_valid_probabilities(engine):
 
     fresh = dataclasses.replace(engine, prepared={})
     classify(["prepare the prompt (and its calibration) first"], engine=fresh)
-    hook = engine.model.get_output_embeddings().register_forward_hook(certain)
+    hook = engine.backend.model.get_output_embeddings().register_forward_hook(certain)
     try:
         (result,) = classify(["anything"], engine=fresh)
     finally:

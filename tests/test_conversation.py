@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from aio_core.conversation import history, label_pending, start_turn
-from aio_core.demo import DEMO_GROUP, DEMO_MODEL, fill_demo
 from aio_core.reply import ReplyOptions
+from aio_core.workflows.conversation import history, label_pending, start_turn
+from aio_core.workflows.demo import DEMO_GROUP, DEMO_MODEL, fill_demo
 from db.alerts import list_alerts
 from db.models import Message, Person
 from db.session import reading

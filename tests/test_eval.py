@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aio_core.errors import UserError
-from aio_core.evaluate import evaluate, read_labelled
+from aio_core.measure.evaluate import evaluate, read_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("text,label,lang\n今天很开心,positive,zh\n这天气真糟糕,negative,zh\nI love it,positive,en\n"

@@ -6,11 +6,11 @@ import pytest
 import torch
 from gguf_file import write_gguf
 
+from aio_core.backends.loading import ModelLoadError, choose_dtype, load_model
+from aio_core.backends.tiny import build_tiny
 from aio_core.classify import classify
 from aio_core.engine import load_engine
-from aio_core.loading import ModelLoadError, choose_dtype, load_model
 from aio_core.profiles import GENERIC, find_profile
-from aio_core.tiny import build_tiny
 
 TEXTS = ["今天的实验终于成功了，太棒了！", "this is awful"]
 
@@ -141,4 +141,4 @@ def test_qwen3_is_told_not_to_think_and_unknown_models_get_the_seed_defaults():
 
 
 def test_tiny_random_is_labelled_meaningless(engine):
-    assert engine.loaded.is_random and "meaningless" in engine.description
+    assert engine.is_random and "meaningless" in engine.description

@@ -8,8 +8,10 @@ from aio_core.classify import Sentiment
 from aio_core.prompts import assistant_system_prompt
 from aio_core.reply import ReplyOptions, build_messages, generate_tokens, reply, reply_text, trim_history
 
-NEGATIVE = Sentiment("negative", 0.9, 0.9, False, "v", "en", False)
-POSITIVE = Sentiment("positive", 0.9, 0.1, False, "v", "zh", False)
+NEGATIVE = Sentiment(label="negative", confidence=0.9, p_negative=0.9, uncertain=False, prompt_version="v", lang="en",
+                     truncated=False)
+POSITIVE = Sentiment(label="positive", confidence=0.9, p_negative=0.1, uncertain=False, prompt_version="v", lang="zh",
+                     truncated=False)
 
 
 @pytest.mark.parametrize("options", [ReplyOptions(seed=1, max_new_tokens=40),
@@ -69,7 +71,7 @@ def test_reply_stops_at_the_end_of_turn_token(engine):
         logits[..., im_end] = logits.max() + 10.0
         return logits
 
-    hook = engine.model.get_output_embeddings().register_forward_hook(prefer_end)
+    hook = engine.backend.model.get_output_embeddings().register_forward_hook(prefer_end)
     try:
         text = reply_text([{"role": "user", "content": "hi"}], engine=engine,
                           options=ReplyOptions(temperature=0, max_new_tokens=30))

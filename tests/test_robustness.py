@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import event, func, select
 from streamlit.testing.v1 import AppTest
 
-from aio_core.conversation import start_turn
 from aio_core.csvfile import inspect_csv, iter_rows
-from aio_core.errors import UserError
 from aio_core.reply import ReplyOptions
-from aio_core.screening import ScreenOptions, screen_file
+from aio_core.workflows.conversation import start_turn
+from aio_core.workflows.screening import ScreenOptions, screen_file
+from db.errors import StoreError
 from db.models import Batch, Message
 from db.session import make_db, reading
 
@@ -87,7 +87,7 @@ def test_a_full_disk_stops_with_a_sentence_keeps_whole_chunks_and_resumes(tmp_pa
     db = make_db(url)
     source = _write(tmp_path / "in.csv", [f"comment number {i} " + "很好 " * 30 for i in range(2000)])
     _limit_size(db, extra_pages=40)
-    with pytest.raises(UserError, match="full"):
+    with pytest.raises(StoreError, match="full"):
         screen_file(source, ScreenOptions("comment", "author"), engine=engine, db=db, out=tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
     with reading(db) as session:
@@ -105,7 +105,7 @@ def test_a_full_disk_stops_with_a_sentence_keeps_whole_chunks_and_resumes(tmp_pa
 
 
 def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path, engine, rule, monkeypatch):
-    import aio_core.conversation as conversation
+    import aio_core.workflows.conversation as conversation
 
     db = make_db(f"sqlite:///{tmp_path / 'aio.db'}")
     source = _write(tmp_path / "in.csv", [f"comment {i} 还不错" for i in range(600)])

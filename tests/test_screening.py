@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
-from aio_core.screening import ScreenOptions, screen_file
+from aio_core.workflows.screening import ScreenOptions, screen_file
 from db.models import Batch, Message
 from db.session import reading
 
@@ -137,7 +137,7 @@ def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expec
     path = tmp_path / "g.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([header, *rows])
-    from aio_core.screening import guess_columns
+    from aio_core.workflows.screening import guess_columns
 
     guess = guess_columns(inspect_csv(path))
     assert (guess.text_column, guess.person_column, guess.time_column) == expected

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from aio_core.errors import UserError
 from db.alerts import list_alerts, transition_alert
+from db.errors import StoreError
 from db.models import Message
 from db.session import SCHEMA_VERSION, compact, make_db, reading, writing
 from db.store import (
@@ -104,11 +104,11 @@ def test_transition_needs_a_name_and_a_known_status(db, rule):
     store(db, rule, "bo", "-----")
     with writing(db) as session:
         (alert,) = list_alerts(session)
-        with pytest.raises(UserError, match="who"):
+        with pytest.raises(StoreError, match="who"):
             transition_alert(session, alert.id, "resolved", by="  ")
-        with pytest.raises(UserError, match="Unknown alert status"):
+        with pytest.raises(StoreError, match="Unknown alert status"):
             transition_alert(session, alert.id, "closed", by="x")
-        with pytest.raises(UserError, match="no alert number"):
+        with pytest.raises(StoreError, match="no alert number"):
             transition_alert(session, 999, "resolved", by="x")
 
 
@@ -155,21 +155,21 @@ def test_schema_version_is_recorded_and_a_newer_file_is_refused(tmp_path):
     with sqlite3.connect(tmp_path / "v.db") as connection:
         assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
         connection.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01')")
-    with pytest.raises(UserError, match="newer version"):
+    with pytest.raises(StoreError, match="newer version"):
         make_db(url)
 
 
 def test_foreign_database_is_refused(tmp_path):
     with sqlite3.connect(tmp_path / "other.db") as connection:
         connection.execute("CREATE TABLE accounts (id INTEGER)")
-    with pytest.raises(UserError, match="not made by this program"):
+    with pytest.raises(StoreError, match="not made by this program"):
         make_db(f"sqlite:///{tmp_path / 'other.db'}")
 
 
 def test_corrupt_database_file_is_named_in_the_error(tmp_path):
     path = tmp_path / "broken.db"
     path.write_bytes(b"this is not a database at all" * 200)
-    with pytest.raises(UserError) as error:
+    with pytest.raises(StoreError) as error:
         make_db(f"sqlite:///{path}")
     assert str(path) in str(error.value) and "damaged" in str(error.value)
 
@@ -182,7 +182,7 @@ def test_read_only_database_gives_a_clear_error_and_stores_nothing(tmp_path, rul
     db.dispose()
     # Tests run as root, which ignores file permissions; SQLite's read-only open mode is the same failure.
     readonly = make_db(f"sqlite:///file:{path}?mode=ro&uri=true")
-    with pytest.raises(UserError, match="read-only"):
+    with pytest.raises(StoreError, match="read-only"):
         with writing(readonly) as session:
             add_messages(session, [NewMessage("lost?", "cli")], rule=rule)
     with reading(readonly) as session:

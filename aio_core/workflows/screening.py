@@ -23,9 +23,8 @@ from aio_core.classify import classify
 from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from db.batches import batch_counts, batch_results, create_batch, find_batch, finish_batch, record_progress
-from db.reports import batch_rows
-from db.rules import AlertRule
+from aio_core.workflows import alert_rule, label_fields
+from db.batches import BatchRow, batch_counts, batch_rows, create_batch, find_batch, finish_batch, record_progress
 from db.session import reading, writing
 from db.store import NewMessage, add_messages
 
@@ -157,16 +156,15 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
     _check_columns(info, options)
     if options.time_column:
         _check_times(info, options.time_column)
-    rule = AlertRule.from_settings(engine.settings)
-    model = engine.loaded.name
+    rule = alert_rule(engine.settings)
     with writing(db) as session:
         batch = find_batch(session, info.sha256, options.key())
         if batch is None:
             batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
-                                 row_count=info.rows, model=model, prompt_version=engine.prompt.version)
+                                 row_count=info.rows, model=engine.name, prompt_version=engine.prompt.version)
         batch_id, done, complete = batch.id, batch.rows_done, batch.status == "complete"
-    summary = ScreenSummary(batch_id, info.name, info.rows, 0, 0, 0, resumed_at=0 if complete else done,
-                            already_complete=complete)
+    summary = ScreenSummary(batch_id=batch_id, file_name=info.name, rows=info.rows, labelled=0, negatives=0,
+                            flagged=0, resumed_at=0 if complete else done, already_complete=complete)
     if progress:
         progress(done, info.rows)
     for chunk in ([] if complete else _chunks(info, done)):
@@ -180,8 +178,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
             NewMessage(text=row[options.text_column], source="csv",
                        person=(row[options.person_column].strip() or None) if options.person_column else None,
                        created_at=parse_time(row[options.time_column]) if options.time_column else None,
-                       label=s.label, confidence=s.confidence, p_negative=s.p_negative, uncertain=s.uncertain,
-                       model=model, prompt_version=s.prompt_version, batch_id=batch_id, row_index=n)
+                       batch_id=batch_id, row_index=n, **label_fields(s, engine))
             for (n, _, row), s in zip(texts, labels, strict=True)
         ]
         with writing(db) as session:
@@ -209,33 +206,24 @@ def result_header(info: CsvInfo) -> list[str]:
     return list(info.header) + [c if c not in info.header else f"{c}_aio" for c in RESULT_COLUMNS]
 
 
-def is_flagged(label: str | None, confidence: float | None, uncertain: bool | None,
-               threshold: float | None = None) -> bool:
-    """Flagged = negative and confident: not uncertain, or at least `threshold` when one is chosen."""
-    if label != "negative":
-        return False
-    return bool(confidence is not None and confidence >= threshold) if threshold is not None else not uncertain
-
-
-def _result_cells(label: str | None, confidence: float | None, uncertain: bool | None,
-                  threshold: float | None) -> list[object]:
-    if label is None:  # a blank text: reported and skipped, never sent to the model
+def _result_cells(stored: BatchRow | None) -> list[object]:
+    if stored is None:  # a blank text: reported and skipped, never sent to the model
         return ["", "", "", ""]
-    return [label, f"{confidence:.3f}", str(bool(uncertain)).lower(),
-            str(is_flagged(label, confidence, uncertain, threshold)).lower()]
+    return [stored.label, f"{stored.confidence:.3f}", str(bool(stored.uncertain)).lower(),
+            str(stored.flagged).lower()]
 
 
 def result_rows(info: CsvInfo, batch_id: int, *, db: Database, threshold: float | None = None
                 ) -> Iterator[list[object]]:
     """The input rows in file order, each with label, confidence, uncertain and flagged from the store."""
     with reading(db) as session:
-        stored = batch_results(session, batch_id)
+        stored = batch_rows(session, batch_id, threshold=threshold)
         pending = next(stored, None)
         for number, _, row in iter_rows(info):
-            while pending is not None and pending[0] < number:
+            while pending is not None and pending.row < number:
                 pending = next(stored, None)
-            found = pending if pending is not None and pending[0] == number else (None, None, None, None)
-            yield [row[c] for c in info.header] + _result_cells(found[1], found[2], found[3], threshold)
+            found = pending if pending is not None and pending.row == number else None
+            yield [row[c] for c in info.header] + _result_cells(found)
 
 
 def write_results(info: CsvInfo, batch_id: int, *, db: Database, out: Path | str) -> int:
@@ -250,6 +238,6 @@ def results_csv(info: CsvInfo, batch_id: int, *, db: Database, threshold: float 
 def stored_batch_csv(batch_id: int, *, db: Database, threshold: float | None = None) -> bytes:
     """A batch's results from the store alone (when the original file is gone): row, person, text and ours."""
     with reading(db) as session:
-        rows = [[r.row, r.person or "", r.text, *_result_cells(r.label, r.confidence, r.uncertain, threshold)]
-                for r in batch_rows(session, batch_id)]
+        rows = [[r.row, r.person or "", r.text, *_result_cells(r)] for r in batch_rows(session, batch_id,
+                                                                                        threshold=threshold)]
     return csv_bytes(["row", "person", "text", *RESULT_COLUMNS], rows)

@@ -17,7 +17,6 @@ from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.prompts import detect_lang
-from aio_core.seed import seed_classify
 
 KNOWN = ("positive", "negative", "neutral")
 
@@ -60,10 +59,13 @@ METHODS = ("engine", "seed", "seed-fixed")
 def _seed_results(texts: list[str], engine: Engine, *, as_written: bool,
                   progress: Callable[[int], None] | None) -> list[Sentiment]:
     """The seed article's method as a baseline row: a bare label (confidence 1, never uncertain)."""
+    from aio_core.backends.seed import seed_classify
+
     results = []
     for i, text in enumerate(texts, 1):
-        label = seed_classify(engine.model, engine.tokenizer, text, as_written=as_written)
-        results.append(Sentiment(label, 1.0, float(label == "negative"), False, "seed", detect_lang(text), False))
+        label = seed_classify(engine.backend, text, as_written=as_written)
+        results.append(Sentiment(label=label, confidence=1.0, p_negative=float(label == "negative"), uncertain=False,
+                                 prompt_version="seed", lang=detect_lang(text), truncated=False))
         if progress:
             progress(i)
     return results
@@ -106,7 +108,7 @@ def evaluate(path: Path | str, *, engine: Engine, method: str = "engine",
         "confusion": {label: cells for label, cells in confusion.items() if label in by_label},
         "uncertain_share": sum(r.uncertain for r in results) / len(results),
         "ms_per_item": 1000 * seconds / len(rows),
-        "model": engine.loaded.name,
+        "model": engine.name,
         "prompt_version": engine.prompt.version if method == "engine" else method,
         "uncertain_below": engine.settings.uncertain_below,
     }

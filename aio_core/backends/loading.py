@@ -2,11 +2,13 @@
 
 Sources: `tiny-random` (built in-process), a local transformers folder, a `.gguf` file, or a hub id (from the local
 Hugging Face cache first; the network only if the cache misses and the hub answers). A failure becomes one
-`ModelLoadError` sentence that names `AIO_MODEL` and the fix.
+`ModelLoadError` sentence that names `AIO_MODEL` and the fix. The weights' fingerprint is taken here too, from the
+files they were read from (see `fingerprint`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ import torch
 from aio_core.errors import UserError
 from aio_core.profiles import ModelProfile, find_profile
 from aio_core.settings import Settings
+from aio_core.templating import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class ModelLoadError(UserError, RuntimeError):
 @dataclass(frozen=True)
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: Tokenizer
     name: str  # the AIO_MODEL value, as the user wrote it
     source: str  # tiny-random | random-qwen1.5-0.5b | folder | gguf | hub
     profile: ModelProfile
@@ -46,11 +49,7 @@ class LoadedModel:
     device: torch.device
     is_random: bool  # random weights: every label and reply is meaningless
     load_seconds: float
-
-    @property
-    def description(self) -> str:
-        text = f"{self.name} ({self.source}, {str(self.dtype).removeprefix('torch.')}, {self.device.type})"
-        return text + (" - random weights, output is meaningless" if self.is_random else "")
+    fingerprint: str
 
 
 @cache
@@ -120,7 +119,7 @@ def _recorded_name(folder: Path) -> str | None:
     return config.get("_model_name_or_path") or config.get("_name_or_path")
 
 
-def _from_pretrained(where: str, **kwargs: object) -> tuple[torch.nn.Module, object]:
+def _from_pretrained(where: str, **kwargs: object) -> tuple[torch.nn.Module, Tokenizer]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -143,12 +142,12 @@ def load_model(settings: Settings) -> LoadedModel:
     source, path = _source_of(name)
     try:
         if source == TINY:
-            from aio_core.tiny import build_tiny
+            from aio_core.backends.tiny import build_tiny
 
             model, tokenizer = build_tiny(dtype=dtype)
             profile = find_profile("Qwen2-0.5B-Instruct")
         elif source == RANDOM_SHAPE:
-            from aio_core.tiny import build_qwen15_shape
+            from aio_core.backends.tiny import build_qwen15_shape
 
             model, tokenizer = build_qwen15_shape(dtype=dtype)
             profile = find_profile("Qwen/Qwen1.5-0.5B-Chat")
@@ -172,11 +171,44 @@ def load_model(settings: Settings) -> LoadedModel:
         raise ModelLoadError(f"AIO_MODEL={name} has no chat template, so it is not a chat model. {FIX}")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    loaded = LoadedModel(model, tokenizer, name, source, profile, dtype, device,
-                         is_random=source in (TINY, RANDOM_SHAPE),
-                         load_seconds=time.perf_counter() - started)
-    log.info("loaded %s in %.1fs", loaded.description, loaded.load_seconds)
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, profile=profile, dtype=dtype,
+                         device=device, is_random=source in (TINY, RANDOM_SHAPE),
+                         load_seconds=time.perf_counter() - started,
+                         fingerprint=fingerprint(source, _hub_folder(name) if source == "hub" else path,
+                                                 model.config.to_json_string()))
+    log.info("loaded %s (%s) in %.1fs", name, loaded.fingerprint, loaded.load_seconds)
     return loaded
+
+
+_SAMPLE = 16 << 20  # bytes read from each end of a weight file
+
+
+def fingerprint(source: str, where: Path | None, config_json: str) -> str:
+    """What identifies the weights: the model's config plus, for each weight file, its name, its size and the
+    sha256 of its first and last 16 MiB (any fine-tune changes those bytes; hashing a whole 1 GB file at every start
+    would cost seconds). Random-weight models are identified by their config and fixed seed alone."""
+    digest = hashlib.sha256(config_json.encode())
+    if source in (TINY, RANDOM_SHAPE) or where is None:
+        digest.update(source.encode())
+        return f"{source}-{digest.hexdigest()[:16]}"
+    files = [where] if where.is_file() else sorted(
+        p for p in where.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf", ".pt") and p.is_file())
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with file.open("rb") as handle:
+            digest.update(handle.read(_SAMPLE))
+            handle.seek(max(0, size - _SAMPLE))
+            digest.update(handle.read(_SAMPLE))
+    return digest.hexdigest()[:16]
+
+
+def _hub_folder(name: str) -> Path | None:
+    """The local snapshot folder a hub id was loaded from."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _require_gguf_reader(name: str) -> None:
@@ -188,7 +220,7 @@ def _require_gguf_reader(name: str) -> None:
                              "run pip install -r requirements.txt.") from None
 
 
-def _load_hub(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
+def _load_hub(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, Tokenizer]:
     try:
         return _from_pretrained(name, dtype=dtype, local_files_only=True)
     except OSError:

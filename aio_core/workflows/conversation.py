@@ -8,13 +8,14 @@ labelled later (`python -m aio_core label-pending`, or the Overview page once th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import Engine as Database
 
 from aio_core.classify import Sentiment, classify
 from aio_core.engine import Engine
 from aio_core.reply import DEFAULT_OPTIONS, ReplyOptions, reply
+from aio_core.workflows import label_fields
 from db.rules import AlertRule
 from db.session import reading, writing
 from db.store import NewMessage, add_messages, chat_history, get_person, set_label, set_reply, unlabelled_messages
@@ -59,11 +60,8 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     """Label and store `text`, then return the turn with its reply stream (None without a model)."""
     earlier = history(db, person)
     sentiment = classify([text], engine=engine)[0] if engine else None
-    row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group)
-    if sentiment:
-        row = replace(row, label=sentiment.label, confidence=sentiment.confidence, p_negative=sentiment.p_negative,
-                      uncertain=sentiment.uncertain, model=engine.loaded.name,
-                      prompt_version=sentiment.prompt_version)
+    row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group,
+                     **(label_fields(sentiment, engine) if sentiment else {}))
     with writing(db) as session:
         (message_id,) = add_messages(session, [row], rule=rule)
     if engine is None:
@@ -84,7 +82,5 @@ def label_pending(*, engine: Engine, db: Database, rule: AlertRule, limit: int =
         labels = classify([text for _, text in pending], engine=engine)
         with writing(db) as session:
             for (message_id, _), s in zip(pending, labels, strict=True):
-                set_label(session, message_id, label=s.label, confidence=s.confidence, p_negative=s.p_negative,
-                          uncertain=s.uncertain, model=engine.loaded.name, prompt_version=s.prompt_version,
-                          rule=rule)
+                set_label(session, message_id, rule=rule, **label_fields(s, engine))
         total += len(pending)

@@ -17,10 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
-import torch
-
-from aio_core.bench_texts import BENCH_TEXTS
 from aio_core.errors import UserError
+from aio_core.measure.bench_texts import BENCH_TEXTS
 from aio_core.settings import Settings
 
 REPLY_TOKENS = 64
@@ -79,9 +77,9 @@ def measure_engine(settings: Settings, *, quick: bool) -> dict:
         "load_s": load_s,
         "prepare_s": prepare_s,
         "peak_rss_mb": _peak_rss_mb(),
-        "dtype": str(engine.loaded.dtype).removeprefix("torch."),
-        "threads": torch.get_num_threads(),
-        "model": engine.loaded.name,
+        "dtype": engine.backend.runtime["dtype"],
+        "threads": engine.backend.runtime["threads"],
+        "model": engine.name,
         "prompt_version": engine.prompt.version,
         "texts": len(texts),
     }
@@ -89,14 +87,14 @@ def measure_engine(settings: Settings, *, quick: bool) -> dict:
 
 def measure_seed(settings: Settings, *, quick: bool) -> dict:
     """The seed article's method on the same model, in fp32 as the article ran it."""
-    from aio_core.loading import load_model
-    from aio_core.seed import seed_classify
+    from aio_core.backends.inprocess import load_inprocess
+    from aio_core.backends.seed import seed_classify
 
-    loaded = load_model(settings.replace(dtype="float32"))
+    backend = load_inprocess(settings.replace(dtype="float32"))
     texts = list(BENCH_TEXTS[:6] if quick else BENCH_TEXTS[::2])
-    seed_classify(loaded.model, loaded.tokenizer, texts[0])  # warm-up, as the engine's prompt preparation
+    seed_classify(backend, texts[0])  # warm-up, as the engine's prompt preparation
     tick = time.perf_counter()
-    labels = [seed_classify(loaded.model, loaded.tokenizer, text) for text in texts]
+    labels = [seed_classify(backend, text) for text in texts]
     return {"seed_ms_per_item": 1000 * (time.perf_counter() - tick) / len(texts), "seed_texts": len(texts),
             "seed_positive_share": labels.count("positive") / len(labels), "seed_peak_rss_mb": _peak_rss_mb()}
 

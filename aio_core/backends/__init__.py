@@ -1,0 +1,19 @@
+"""Where the model runs, behind one interface (`base.Backend`): the in-process transformers model by default.
+
+`load_backend(settings)` is the one place that picks a backend from `AIO_MODEL`. This package is the only part of
+the product that imports torch; a new backend implements `base.Backend` and gets a branch here.
+"""
+
+from __future__ import annotations
+
+from aio_core.backends.base import Backend, Prefix, Scores
+from aio_core.settings import Settings
+
+__all__ = ["Backend", "Prefix", "Scores", "load_backend"]
+
+
+def load_backend(settings: Settings) -> Backend:
+    """The backend `settings.model` names, loaded; raises a UserError sentence naming AIO_MODEL if it cannot be."""
+    from aio_core.backends.inprocess import load_inprocess
+
+    return load_inprocess(settings)

@@ -1,0 +1,68 @@
+"""The one seam every model call goes through: what a backend must do, whatever runs the model.
+
+Shaped like a transformers pipeline (prepare -> forward -> read): the caller tokenizes (always locally, so the
+chat-template injection defences hold for every backend) and prepares a prompt prefix once; then
+
+- `score`: batches of token ids after that prefix in -> log-probabilities of the given label tokens at the answer
+  position (the last one), and that position's final hidden state where the backend can give it;
+- `generate`: token ids in -> a stream of token ids out, sampled with `Sampling`.
+
+Nothing here imports torch: results are numpy arrays and plain ints, so classify/reply/heads and everything above
+them work the same over an in-process model and a model server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from aio_core.profiles import ModelProfile, Sampling
+from aio_core.templating import Tokenizer
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one forward pass read at the answer position of each row."""
+
+    logprobs: np.ndarray  # [rows, tokens asked for], float32 log-softmax over the whole vocabulary
+    hidden: np.ndarray | None  # [rows, hidden size] float32 final hidden state, None where the backend cannot
+
+
+class Prefix(Protocol):
+    """A prompt prefix prepared once and shared by every later batch (in process: its keys and values)."""
+
+    ids: list[int]
+
+
+class Backend(Protocol):
+    """A loaded model. `name` is AIO_MODEL as written; `fingerprint` identifies the weights themselves, so that
+    anything learned on top of them (a label head) is never applied to other weights."""
+
+    name: str
+    source: str  # tiny-random | random-qwen1.5-0.5b | folder | gguf | hub | openai
+    profile: ModelProfile
+    tokenizer: Tokenizer
+    is_random: bool  # random weights: every label and reply is meaningless
+    fingerprint: str
+    reads_hidden_states: bool  # False where `score` can only return log-probabilities (a server)
+    max_scored_tokens: int | None  # the most label tokens one `score` can read (a server's top-logprobs limit)
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def runtime(self) -> dict[str, object]:
+        """Facts for reports and the benchmark: dtype, device, threads, load seconds."""
+        ...
+
+    def stop_ids(self) -> set[int]: ...
+
+    def prefix(self, ids: list[int]) -> Prefix: ...
+
+    def score(self, prefix: Prefix, bodies: Sequence[list[int]], token_ids: Sequence[int], *,
+              hidden: bool = False, use_prefix_cache: bool = True) -> Scores: ...
+
+    def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]: ...

@@ -1,0 +1,155 @@
+"""The default backend: the model loaded into this process with transformers, shared by every session.
+
+One lock serialises forward passes: the model has no per-request state, and on a 2-core CPU two concurrent passes
+would only slow each other down. `generate` takes the lock per token, so a long reply never blocks another
+session's label for more than one step; sampling runs inside the lock too, because torch ops beside another
+session's forward pass share the CPU thread pool and can round differently, and then a seeded reply would depend
+on what else was running. Sampling itself is transformers' own logits processors and warpers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.cache_utils import DynamicCache
+
+from aio_core.backends.base import Scores
+from aio_core.backends.kvcache import SharedPrefixCache, compute_prefix
+from aio_core.backends.loading import LoadedModel, load_model
+from aio_core.profiles import ModelProfile, Sampling
+from aio_core.settings import Settings
+from aio_core.templating import Tokenizer
+
+
+@dataclass(frozen=True)
+class TorchPrefix:
+    ids: list[int]
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def logits_processors(sampling: Sampling) -> LogitsProcessorList:
+    """transformers' processors for these options, in the order `generate` applies them (penalties, then warpers)."""
+    processors = LogitsProcessorList()
+    if sampling.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
+    if sampling.no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(sampling.no_repeat_ngram_size))
+    if sampling.temperature > 0:
+        if sampling.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_k > 0:
+            processors.append(TopKLogitsWarper(sampling.top_k))
+        if sampling.top_p < 1.0:
+            processors.append(TopPLogitsWarper(sampling.top_p))
+    return processors
+
+
+class InProcessBackend:
+    """A transformers model in this process (CPU or CUDA)."""
+
+    reads_hidden_states = True
+    max_scored_tokens = None
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer: Tokenizer = loaded.tokenizer
+        self.name, self.source, self.is_random = loaded.name, loaded.source, loaded.is_random
+        self.profile: ModelProfile = loaded.profile
+        self.fingerprint = loaded.fingerprint
+        self.device = loaded.device
+        self.lock = threading.RLock()
+
+    @property
+    def description(self) -> str:
+        text = f"{self.name} ({self.source}, {str(self.loaded.dtype).removeprefix('torch.')}, {self.device.type})"
+        return text + (" - random weights, output is meaningless" if self.is_random else "")
+
+    @property
+    def runtime(self) -> dict[str, object]:
+        return {"dtype": str(self.loaded.dtype).removeprefix("torch."), "device": self.device.type,
+                "threads": torch.get_num_threads(), "load_s": self.loaded.load_seconds}
+
+    def stop_ids(self) -> set[int]:
+        """Token ids that end a reply: the template's end-of-turn and the model's end-of-text."""
+        tokenizer = self.tokenizer
+        ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"),
+               tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+        configured = self.model.generation_config.eos_token_id
+        ids |= set(configured) if isinstance(configured, list) else {configured}
+        return {i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+
+    def prefix(self, ids: list[int]) -> TorchPrefix:
+        with self.lock:
+            return TorchPrefix(list(ids), compute_prefix(self.model, ids))
+
+    @torch.inference_mode()
+    def score(self, prefix: TorchPrefix, bodies: Sequence[list[int]], token_ids: Sequence[int], *,
+              hidden: bool = False, use_prefix_cache: bool = True) -> Scores:
+        """Left-padded batch, so the last position is every row's answer position; only it reaches the output
+        layer. With the prefix cache the prompt prefix is read from its shared keys and values, not recomputed."""
+        rows = list(bodies) if use_prefix_cache else [prefix.ids + list(b) for b in bodies]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        offset = len(prefix.ids) if use_prefix_cache else 0
+        # Each row's real tokens get consecutive positions right after the prefix, whatever padding precedes them.
+        positions = offset + (mask.cumsum(dim=1) - 1).clamp(min=0)
+        kwargs: dict[str, object] = {"position_ids": positions.to(self.device)}
+        if bool(mask.all()):
+            kwargs["attention_mask"] = None  # no padding: the plain causal path is faster
+        else:
+            full = torch.cat([torch.ones((len(rows), offset), dtype=torch.long), mask], dim=1) if offset else mask
+            kwargs["attention_mask"] = full.to(self.device)
+        if use_prefix_cache:
+            kwargs.update(cache=SharedPrefixCache(prefix.kv, len(rows)), use_cache=True)
+        else:
+            kwargs["use_cache"] = False
+        wanted = torch.tensor(list(token_ids))
+        with self.lock:
+            last = self.model.model(input_ids=ids.to(self.device), **kwargs).last_hidden_state[:, -1, :]
+            logits = self.model.lm_head(last).float().cpu()
+            logprobs = torch.log_softmax(logits, dim=-1)[:, wanted]
+            states = last.float().cpu().numpy() if hidden else None
+        return Scores(logprobs=logprobs.numpy(), hidden=states)
+
+    def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]:
+        """Prefill, then one token per step on a KV cache, the lock taken per step."""
+        processors = logits_processors(sampling)
+        generator = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
+        stop = self.stop_ids()
+        seen = torch.tensor([ids])
+        cache = DynamicCache(config=self.model.config)
+        step_input = torch.tensor([ids], device=self.device)
+        for _ in range(sampling.max_new_tokens):
+            with self.lock, torch.inference_mode():
+                logits = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1).logits
+                scores = processors(seen, logits[:, -1, :].float().cpu())
+                if sampling.temperature <= 0:
+                    token = int(scores[0].argmax())
+                else:
+                    token = int(torch.multinomial(torch.softmax(scores[0], dim=-1), 1, generator=generator))
+            if stop_at_end and token in stop:
+                return
+            yield token
+            seen = torch.cat([seen, torch.tensor([[token]])], dim=1)
+            step_input = torch.tensor([[token]], device=self.device)
+
+
+def load_inprocess(settings: Settings) -> InProcessBackend:
+    return InProcessBackend(load_model(settings))
