@@ -1,23 +1,35 @@
-"""Alerts: opened or updated by the sustained-negativity rule, moved through open -> acknowledged -> resolved by
-people, every move kept as an event (who, when, note).
+"""Alerts: sustained negativity found by the rule, and risk messages raised at once; moved through open ->
+acknowledged -> resolved by people, every move kept as an event (who, when, note).
 
-One episode has one alert: while a person's alert is open or acknowledged, new negative messages update it. Once it
-is resolved, only messages stored after it can open the next one.
+Sustained negativity: one episode has one alert. While a person's alert is open or acknowledged, new messages update
+it; once it is resolved, only messages stored after it count towards the next one. The rule is evaluated with SQL
+aggregates over the (person, time, id) index for every person a write touched, in two set-based queries however
+long their histories are: the write transaction that stores a chunk holds the lock for milliseconds. When the
+evidence goes away (a correction, a re-score) an alert nobody has acted on yet is withdrawn (resolved by "rule"),
+and comes back if the evidence does.
+
+Risk: a message assessed concern or urgent opens a risk alert immediately, with no rule window; while it is open,
+further risk messages from the same person are added to it (and raise it to urgent when one is urgent).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, DateTime, Integer, and_, case, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session, joinedload
 
 from db.errors import StoreError
+from db.labels import effective_label, is_negative
 from db.models import Alert, AlertEvent, Message, Person, utcnow
-from db.rules import AlertRule, evaluate
+from db.rules import AlertRule, Finding
 
 STATUSES = ("open", "acknowledged", "resolved")
 ACTIVE = ("open", "acknowledged")  # an "open alert" is one not resolved yet, whether or not someone acknowledged it
+RULE = "rule"  # the actor of changes the product makes itself
+SEVERITY_ORDER = {"urgent": 0, "concern": 1}
 
 
 def open_alert() -> ColumnElement[bool]:
@@ -25,68 +37,192 @@ def open_alert() -> ColumnElement[bool]:
     return Alert.status.in_(ACTIVE)
 
 
-def person_series(session: Session, person_id: int, after_message_id: int = 0) -> list[tuple]:
-    """(created_at, label) of the person's labelled messages, oldest first."""
-    rows = session.execute(
-        select(Message.created_at, Message.label)
-        .where(Message.person_id == person_id, Message.label.is_not(None), Message.id > after_message_id)
-        .order_by(Message.created_at, Message.id)
-    ).all()
-    return [tuple(r) for r in rows]
+def alert_order() -> tuple[ColumnElement, ...]:
+    """THE order alerts are shown in: open before acknowledged before resolved; risk before sentiment, urgent
+    first; then the most recently updated."""
+    return (case((Alert.status == "open", 0), (Alert.status == "acknowledged", 1), else_=2),
+            case((Alert.kind == "risk", 0), else_=1),
+            case((Alert.severity == "urgent", 0), (Alert.severity == "concern", 1), else_=2),
+            Alert.updated_at.desc(), Alert.id.desc())
 
 
-def recent_series(session: Session, person_id: int, rule: AlertRule, after_message_id: int = 0) -> list[tuple]:
-    """The part of `person_series` the rule looks at: the last `last_n` messages or the last `days` days before
-    the newest, whichever is longer. Same verdict as the whole series, in two small queries however long the
-    history (a 50,000-row upload re-checks its authors after every chunk)."""
-    mine = (Message.person_id == person_id, Message.label.is_not(None), Message.id > after_message_id)
-    newest = session.scalar(select(func.max(Message.created_at)).where(*mine))
-    if newest is None:
+def _lock_people(session: Session, person_ids: Sequence[int]) -> None:
+    """Lock the people's rows in one order (FOR NO KEY UPDATE on a server database; SQLite's write transaction
+    already holds the file), so two writers for one person cannot both open an alert."""
+    session.execute(select(Person.id).where(Person.id.in_(person_ids)).order_by(Person.id)
+                    .with_for_update(key_share=True))
+
+
+def _in_groups(items: Sequence, size: int = 400) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@dataclass(frozen=True)
+class _Window:
+    newest: datetime
+    since: datetime  # the rule's D days end at the newest message
+    cut: tuple[datetime, int] | None  # (time, id) of the N-th newest message; None with fewer than N
+
+
+def _windows(session: Session, baselines: dict[int, int], rule: AlertRule) -> dict[int, _Window]:
+    """Per person: the newest labelled message after their baseline and where their last N begin, read from the
+    index (no message is loaded)."""
+    found: dict[int, _Window] = {}
+    for group in _in_groups(sorted(baselines)):
+        people = union_all(*[select(literal(p, Integer).label("pid"), literal(baselines[p], Integer).label("base"))
+                             for p in group]).cte("wanted")
+        mine = (Message.person_id == people.c.pid, Message.id > people.c.base, effective_label().is_not(None))
+        newest = select(func.max(Message.created_at)).where(*mine).scalar_subquery()
+        nth = (select(Message.created_at, Message.id).where(*mine)
+               .order_by(Message.created_at.desc(), Message.id.desc()).offset(rule.last_n - 1).limit(1))
+        rows = session.execute(select(people.c.pid, newest, nth.with_only_columns(Message.created_at)
+                                      .scalar_subquery(), nth.with_only_columns(Message.id).scalar_subquery()))
+        for pid, last, cut_time, cut_id in rows:
+            if last is not None:
+                found[pid] = _Window(newest=last, since=last - timedelta(days=rule.days),
+                                     cut=(cut_time, cut_id) if cut_time is not None else None)
+    return found
+
+
+def _findings(session: Session, baselines: dict[int, int], rule: AlertRule) -> dict[int, Finding]:
+    """The rule's finding at each person's newest message, from two aggregates per person in one query."""
+    windows = _windows(session, baselines, rule)
+    findings: dict[int, Finding] = {}
+    for group in _in_groups(sorted(windows)):
+        far = datetime(1, 1, 1)
+        params = union_all(*[select(
+            literal(p, Integer).label("pid"), literal(baselines[p], Integer).label("base"),
+            literal(windows[p].since, DateTime).label("since"),
+            literal(windows[p].cut[0] if windows[p].cut else far, DateTime).label("cut_t"),
+            literal(windows[p].cut[1] if windows[p].cut else 0, Integer).label("cut_id")) for p in group]).cte("w")
+        in_last = tuple_(Message.created_at, Message.id) >= tuple_(params.c.cut_t, params.c.cut_id)
+        in_days = Message.created_at > params.c.since
+        negative = is_negative()
+        rows = session.execute(
+            select(params.c.pid,
+                   func.sum(case((in_last, 1), else_=0)), func.sum(case((and_(in_last, negative), 1), else_=0)),
+                   func.min(case((in_last, Message.created_at))),
+                   func.sum(case((in_days, 1), else_=0)), func.sum(case((and_(in_days, negative), 1), else_=0)),
+                   func.min(case((in_days, Message.created_at))))
+            .join(Message, Message.person_id == params.c.pid)
+            .where(Message.id > params.c.base, effective_label().is_not(None), or_(in_last, in_days))
+            .group_by(params.c.pid))
+        for pid, last_n, last_neg, last_start, days_n, days_neg, days_start in rows:
+            window = windows[pid]
+            if window.cut is not None and last_n == rule.last_n and last_neg >= rule.last_k:
+                findings[pid] = Finding(rule.describe("last"), last_start, window.newest, last_neg, last_n)
+            elif days_n >= rule.min_messages and days_neg >= rule.share * days_n - 1e-9:
+                findings[pid] = Finding(rule.describe("days"), days_start, window.newest, days_neg, days_n)
+    return findings
+
+
+def _move(alert: Alert, to_status: str, *, by: str, note: str | None) -> None:
+    alert.events.append(AlertEvent(from_status=alert.status, to_status=to_status, by=by, note=note))
+    alert.status = to_status
+    alert.updated_at = utcnow()
+    alert.updated_by = by
+
+
+def _withdrawn(alert: Alert) -> bool:
+    """Resolved by the product itself because its evidence went away (not by a person)."""
+    return alert.status == "resolved" and alert.updated_by == RULE
+
+
+def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule) -> int:
+    """Re-evaluate the sustained-negativity rule for these people: open, update, withdraw or bring back their
+    alerts. Returns how many people now have an open sentiment alert."""
+    ids = sorted({p for p in person_ids if p is not None})
+    if not ids:
+        return 0
+    _lock_people(session, ids)
+    alerts = session.scalars(select(Alert).options(joinedload(Alert.events))
+                             .where(Alert.person_id.in_(ids), Alert.kind == "sentiment")
+                             .order_by(Alert.id)).unique().all()
+    mine: dict[int, list[Alert]] = {}
+    for alert in alerts:
+        mine.setdefault(alert.person_id, []).append(alert)
+    baselines, active = {}, {}
+    for pid in ids:
+        history = mine.get(pid, [])
+        active[pid] = next((a for a in reversed(history) if a.status in ACTIVE), None)
+        # Messages a resolved episode covered do not count towards the next; a withdrawn one never covered any.
+        baselines[pid] = max((a.last_message_id for a in history if a.status == "resolved" and not _withdrawn(a)
+                              and (active[pid] is None or a.id < active[pid].id)), default=0)
+    findings = _findings(session, baselines, rule)
+    newest_ids = dict(session.execute(select(Message.person_id, func.max(Message.id))
+                                      .where(Message.person_id.in_(ids)).group_by(Message.person_id)).all())
+    opened = 0
+    for pid in ids:
+        finding, alert = findings.get(pid), active[pid]
+        if finding is None:
+            if alert is not None and alert.status == "open" and alert.updated_by in (None, RULE):
+                _move(alert, "resolved", by=RULE, note="withdrawn: the rule no longer fires on these messages")
+            continue
+        if alert is None:
+            latest = mine.get(pid, [])[-1] if mine.get(pid) else None
+            if latest is not None and _withdrawn(latest):
+                alert = latest  # the evidence came back: the same episode, not a new one
+                _move(alert, "open", by=RULE, note=f"the rule fires again: {finding.rule}")
+            else:
+                alert = Alert(person_id=pid, kind="sentiment", status="open", updated_by=RULE)
+                session.add(alert)
+                alert.events.append(AlertEvent(from_status=None, to_status="open", by=RULE, note=finding.rule))
+                alert.window_start = finding.window_start
+        alert.rule = finding.rule
+        alert.window_start = min(alert.window_start or finding.window_start, finding.window_start)
+        alert.window_end = finding.window_end
+        alert.negatives, alert.total = finding.negatives, finding.total
+        alert.negative_share = finding.share
+        alert.last_message_id = newest_ids.get(pid, 0)
+        alert.updated_at = utcnow()
+        opened += 1
+    return opened
+
+
+def raise_risk_alerts(session: Session, messages: Sequence[Message]) -> list[Alert]:
+    """Open (or add to) a risk alert for every message assessed concern or urgent: at once, no rule window."""
+    risky = [m for m in messages if m.risk in ("concern", "urgent") and m.person_id is not None]
+    if not risky:
         return []
-    window = session.execute(select(Message.created_at, Message.label)
-                             .where(*mine, Message.created_at > newest - timedelta(days=rule.days))
-                             .order_by(Message.created_at, Message.id)).all()
-    if len(window) < rule.last_n:
-        window = session.execute(select(Message.created_at, Message.label).where(*mine)
-                                 .order_by(Message.created_at.desc(), Message.id.desc()).limit(rule.last_n)).all()[::-1]
-    return [tuple(r) for r in window]
+    ids = sorted({m.person_id for m in risky})
+    _lock_people(session, ids)
+    active = {a.person_id: a for a in session.scalars(
+        select(Alert).where(Alert.person_id.in_(ids), Alert.kind == "risk", open_alert()).order_by(Alert.id))}
+    touched = []
+    for message in sorted(risky, key=lambda m: m.id):
+        alert = active.get(message.person_id)
+        note = f"{message.risk} ({message.risk_category or 'unspecified'}), message {message.id}"
+        if alert is None:
+            alert = Alert(person_id=message.person_id, kind="risk", status="open", rule="risk message",
+                          window_start=message.created_at, window_end=message.created_at, negatives=0, total=0,
+                          negative_share=0.0, updated_by=RULE, severity=message.risk,
+                          category=message.risk_category, message_id=message.id)
+            session.add(alert)
+            alert.events.append(AlertEvent(from_status=None, to_status="open", by=RULE, note=note))
+            active[message.person_id] = alert
+        else:
+            alert.events.append(AlertEvent(from_status=alert.status, to_status=alert.status, by=RULE,
+                                           note=f"another risk message: {note}"))
+            if SEVERITY_ORDER[message.risk] < SEVERITY_ORDER.get(alert.severity, 9):
+                alert.severity, alert.category, alert.message_id = message.risk, message.risk_category, message.id
+            alert.window_end = max(alert.window_end, message.created_at)
+        alert.total += 1
+        alert.last_message_id = max(alert.last_message_id or 0, message.id)
+        alert.updated_at = utcnow()
+        touched.append(alert)
+    return touched
 
 
-def refresh_alert(session: Session, person_id: int, rule: AlertRule) -> Alert | None:
-    """Re-evaluate the rule for one person; open a new alert or update the active one. Returns the alert touched.
-
-    The person's row is locked first (FOR NO KEY UPDATE on a server database; SQLite's write transaction already
-    holds the whole file), so two writers for one person cannot both see "no active alert" and open two.
-    """
-    session.execute(select(Person.id).where(Person.id == person_id).with_for_update(key_share=True))
-    alerts = session.scalars(select(Alert).where(Alert.person_id == person_id).order_by(Alert.id)).all()
-    active = next((a for a in reversed(alerts) if a.status in ACTIVE), None)
-    # Messages that a resolved episode already covered do not count towards the next one.
-    baseline = max((a.last_message_id for a in alerts
-                    if a.status == "resolved" and (active is None or a.id < active.id)), default=0)
-    finding = evaluate(recent_series(session, person_id, rule, baseline), rule)
-    if finding is None:
-        return None
-    newest = session.scalar(select(Message.id).where(Message.person_id == person_id).order_by(Message.id.desc()))
-    if active is None:
-        active = Alert(person_id=person_id, status="open")
-        session.add(active)
-        active.events.append(AlertEvent(from_status=None, to_status="open", by="rule", note=finding.rule))
-    active.rule = finding.rule
-    active.window_start = min(active.window_start or finding.window_start, finding.window_start)
-    active.window_end = finding.window_end
-    active.negatives, active.total = finding.negatives, finding.total
-    active.negative_share = finding.share
-    active.last_message_id = newest or 0
-    active.updated_at = utcnow()
-    return active
-
-
-def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None) -> list[Alert]:
-    query = (select(Alert).options(joinedload(Alert.person), joinedload(Alert.events))
-             .where(Alert.status.in_(statuses)).order_by(Alert.status != "open", Alert.updated_at.desc()))
+def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None,
+                person_ids: Sequence[int] | None = None) -> list[Alert]:
+    """Alerts in `alert_order`; for one person, or for the people a viewer may see."""
+    query = (select(Alert).options(joinedload(Alert.person), joinedload(Alert.events), joinedload(Alert.message))
+             .where(Alert.status.in_(statuses)).order_by(*alert_order()))
     if person_id is not None:
         query = query.where(Alert.person_id == person_id)
+    if person_ids is not None:
+        query = query.where(Alert.person_id.in_(person_ids))
     return list(session.scalars(query).unique())
 
 
@@ -101,18 +237,14 @@ def transition_alert(session: Session, alert_id: int, to_status: str, *, by: str
         raise StoreError(f"There is no alert number {alert_id}; it may have been erased with its person.")
     if alert.status == to_status and not note.strip():
         return alert
-    alert.events.append(AlertEvent(from_status=alert.status, to_status=to_status, by=by.strip(),
-                                   note=note.strip() or None))
-    alert.status = to_status
+    _move(alert, to_status, by=by.strip(), note=note.strip() or None)
     alert.note = note.strip() or alert.note
-    alert.updated_at = utcnow()
-    alert.updated_by = by.strip()
     return alert
 
 
 def refresh_all_alerts(session: Session, rule: AlertRule) -> int:
     """Re-evaluate `rule` for every person with labelled messages. Returns how many people were checked."""
     people = list(session.scalars(select(Message.person_id).where(Message.person_id.is_not(None)).distinct()))
-    for person_id in people:
-        refresh_alert(session, person_id, rule)
+    for group in _in_groups(people):
+        refresh_alerts(session, group, rule)
     return len(people)

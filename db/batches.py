@@ -1,16 +1,20 @@
 """Uploaded files as batches: found again by content hash and options (so a rerun resumes instead of duplicating),
-with progress recorded in the same transaction as each chunk of rows.
+with progress recorded in the same transaction as each chunk of rows, and read back exactly as a reviewer asked to
+see them (`BatchView`): the page's table and its download come from the same query.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, case, false, func, select, true
 from sqlalchemy.orm import Session
 
+from db.access import EVERYTHING, Scope
 from db.alerts import open_alert
+from db.labels import effective_label, flagged, negatives, risky_count
 from db.models import Alert, Batch, Message, Person, utcnow
 
 
@@ -20,18 +24,21 @@ def find_batch(session: Session, sha256: str, options: str) -> Batch | None:
 
 
 def create_batch(session: Session, *, file_name: str, sha256: str, options: str, row_count: int, model: str,
-                 prompt_version: str) -> Batch:
+                 prompt_version: str, header: list[str], owner: str | None = None) -> Batch:
     batch = Batch(file_name=file_name, sha256=sha256, options=options, row_count=row_count, model=model,
-                  prompt_version=prompt_version, status="running")
+                  prompt_version=prompt_version, status="running", header=json.dumps(header, ensure_ascii=False),
+                  owner=owner)
     session.add(batch)
     session.flush()
     return batch
 
 
-def record_progress(session: Session, batch_id: int, *, rows: int, blank: int, seconds: float) -> None:
+def record_progress(session: Session, batch_id: int, *, rows: int, blank: int, duplicate: int, seconds: float
+                    ) -> None:
     batch = session.get(Batch, batch_id)
     batch.rows_done += rows
     batch.rows_blank += blank
+    batch.rows_duplicate += duplicate
     batch.seconds += seconds
 
 
@@ -42,15 +49,13 @@ def finish_batch(session: Session, batch_id: int) -> Batch:
     return batch
 
 
-def list_batches(session: Session, limit: int = 50) -> list[Batch]:
-    return list(session.scalars(select(Batch).order_by(Batch.id.desc()).limit(limit)))
+def get_batch(session: Session, batch_id: int, scope: Scope = EVERYTHING) -> Batch | None:
+    return session.get(Batch, batch_id) if scope.batches else None
 
 
-def flagged(threshold: float | None = None) -> ColumnElement[bool]:
-    """THE definition of a flagged message: negative and confident, i.e. not marked uncertain, or, when a reviewer
-    chooses a confidence threshold, at least that confident."""
-    confident = Message.uncertain.is_(False) if threshold is None else Message.confidence >= threshold
-    return and_(Message.label == "negative", confident)
+def list_batches(session: Session, scope: Scope = EVERYTHING, limit: int = 50) -> list[Batch]:
+    return list(session.scalars(select(Batch).where(true() if scope.batches else false())
+                                .order_by(Batch.id.desc()).limit(limit)))
 
 
 @dataclass(frozen=True)
@@ -58,43 +63,91 @@ class BatchCounts:
     labelled: int
     negatives: int
     flagged: int
+    risky: int
     people_alerted: int  # authors in this batch with an open alert
     blank: int
+    duplicate: int
 
 
 def batch_counts(session: Session, batch_id: int) -> BatchCounts:
     in_batch = Message.batch_id == batch_id
-    labelled, negatives, flags = session.execute(
-        select(func.count(Message.label), func.sum(case((Message.label == "negative", 1), else_=0)),
-               func.sum(case((flagged(), 1), else_=0)))
+    labelled, negative, flags, risky = session.execute(
+        select(func.count(effective_label()), negatives(), func.sum(case((flagged(), 1), else_=0)), risky_count())
         .where(in_batch)).one()
     authors = select(Message.person_id).where(in_batch, Message.person_id.is_not(None))
     alerted = session.scalar(select(func.count(func.distinct(Alert.person_id)))
                              .where(Alert.person_id.in_(authors), open_alert()))
-    blank = session.get(Batch, batch_id).rows_blank
-    return BatchCounts(labelled=labelled or 0, negatives=negatives or 0, flagged=flags or 0,
-                       people_alerted=alerted or 0, blank=blank)
+    batch = session.get(Batch, batch_id)
+    return BatchCounts(labelled=labelled or 0, negatives=negative or 0, flagged=flags or 0, risky=risky or 0,
+                       people_alerted=alerted or 0, blank=batch.rows_blank, duplicate=batch.rows_duplicate)
+
+
+ORDERS = ("row", "negative", "risk")
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """How a reviewer looks at a batch: flagged rows only or all, the confidence that flags a negative (None = the
+    uncertain mark decides), and the order (file order, most negative first, risk first)."""
+
+    flagged_only: bool = False
+    threshold: float | None = None
+    order: str = "row"
+
+
+def _negativity() -> ColumnElement[float]:
+    """How negative a row is, for sorting: a person's correction decides; otherwise p(negative)."""
+    return case((Message.human_label == "negative", 2.0), (Message.human_label == "positive", -1.0),
+                else_=func.coalesce(Message.p_negative, 0.0))
 
 
 @dataclass(frozen=True)
 class BatchRow:
+    message_id: int
     row: int
     person: str | None
     text: str
-    label: str
-    confidence: float
-    uncertain: bool
+    label: str | None  # the effective label
+    model_label: str | None
+    corrected: bool
+    confidence: float | None
+    uncertain: bool | None
+    risk: str | None
+    risk_category: str | None
     flagged: bool
+    cells: list[str] | None  # the row's original cells, in the file's column order
 
 
-def batch_rows(session: Session, batch_id: int, *, threshold: float | None = None) -> Iterator[BatchRow]:
-    """Every stored row of one batch in file order, with its flag at `threshold`; streamed, so a 50,000-row batch
-    is never held in memory at once."""
-    query = (select(Message.row_index, Person.handle, Message.text, Message.label, Message.confidence,
-                    Message.uncertain, flagged(threshold))
+def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *, limit: int | None = None
+               ) -> Iterator[BatchRow]:
+    """The stored rows of one batch as `view` asks, streamed, so a 50,000-row batch is never held in memory."""
+    view = view or BatchView()
+    flag = flagged(view.threshold)
+    order = {"row": (Message.row_index,),
+             "negative": (_negativity().desc(), Message.row_index),
+             "risk": (case((Message.risk == "urgent", 0), (Message.risk == "concern", 1), else_=2),
+                      _negativity().desc(), Message.row_index)}[view.order]
+    query = (select(Message.id, Message.row_index, Person.handle, Message.text, effective_label(), Message.label,
+                    Message.human_label, Message.confidence, Message.uncertain, Message.risk, Message.risk_category,
+                    flag, Message.cells)
              .outerjoin(Person, Person.id == Message.person_id)
-             .where(Message.batch_id == batch_id).order_by(Message.row_index)
-             .execution_options(yield_per=2000))
-    for row in session.execute(query):
-        yield BatchRow(row=row[0], person=row[1], text=row[2], label=row[3], confidence=row[4], uncertain=row[5],
-                       flagged=bool(row[6]))
+             .where(Message.batch_id == batch_id, flag if view.flagged_only else true())
+             .order_by(*order).execution_options(yield_per=2000))
+    if limit is not None:
+        query = query.limit(limit)
+    for r in session.execute(query):
+        yield BatchRow(message_id=r[0], row=r[1], person=r[2], text=r[3], label=r[4], model_label=r[5],
+                       corrected=r[6] is not None, confidence=r[7], uncertain=r[8], risk=r[9], risk_category=r[10],
+                       flagged=bool(r[11]), cells=json.loads(r[12]) if r[12] else None)
+
+
+def count_rows(session: Session, batch_id: int, view: BatchView | None = None) -> int:
+    view = view or BatchView()
+    flag = flagged(view.threshold)
+    return session.scalar(select(func.count(Message.id)).where(Message.batch_id == batch_id,
+                                                                 flag if view.flagged_only else true()))
+
+
+def get_header(session: Session, batch_id: int) -> str | None:
+    """The uploaded file's column names (JSON), as stored with the batch."""
+    return session.scalar(select(Batch.header).where(Batch.id == batch_id))

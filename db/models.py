@@ -1,7 +1,10 @@
-"""The stored data: people, every message with its label, uploaded batches, and sustained-negativity alerts.
+"""The stored data: people and every message with its labels, human corrections, uploaded batches and their jobs,
+alerts (sustained negativity and risk) with their audit trail, and the dashboard's users, sessions and audit log.
 
 Times are naive UTC. A message's label fields are empty when it was stored while no model could label it; such
-messages are labelled later (`store.unlabelled_messages`).
+messages are labelled later (`store.unlabelled_messages`). The model's label is never overwritten by a person: a
+correction is stored beside it (`human_label` is the current one, `corrections` the history), and the effective
+label everywhere is defined once, in `db.labels`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class Person(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     handle: Mapped[str] = mapped_column(String(200), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
-    group_name: Mapped[str | None] = mapped_column(String(200))
+    group_name: Mapped[str | None] = mapped_column(String(200), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(back_populates="person", passive_deletes=True)
@@ -47,39 +50,108 @@ class Batch(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     options: Mapped[str] = mapped_column(String(1000))  # the columns chosen; same file + options = same batch
     row_count: Mapped[int] = mapped_column(Integer)
-    rows_done: Mapped[int] = mapped_column(Integer, default=0)  # stored or skipped as blank
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)  # stored, skipped as blank or as a duplicate
     rows_blank: Mapped[int] = mapped_column(Integer, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)  # already stored (same person, text, time)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running | complete
     model: Mapped[str] = mapped_column(String(500))
     prompt_version: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # time spent classifying, over all runs
+    header: Mapped[str | None] = mapped_column(Text)  # the file's columns (JSON), for exports without the file
+    owner: Mapped[str | None] = mapped_column(String(200))  # the signed-in user who uploaded it
 
 
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("batch_id", "row_index", name="uq_message_batch_row"),
-        Index("ix_messages_person_time", "person_id", "created_at"),
+        Index("ix_messages_person_time", "person_id", "created_at", "id"),
+        Index("ix_messages_duplicate", "person_id", "created_at", "text_hash"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    source: Mapped[str] = mapped_column(String(10))  # chat | csv | cli
+    source: Mapped[str] = mapped_column(String(10), index=True)  # chat | csv | cli
     text: Mapped[str] = mapped_column(Text)
-    label: Mapped[str | None] = mapped_column(String(10))  # positive | negative | None = not labelled yet
+    text_hash: Mapped[str | None] = mapped_column(String(16))  # sha256 of the text, to find duplicates fast
+    label: Mapped[str | None] = mapped_column(String(10))  # the model's: positive | negative | None = not yet
     confidence: Mapped[float | None] = mapped_column(Float)
     p_negative: Mapped[float | None] = mapped_column(Float)
     uncertain: Mapped[bool | None] = mapped_column(Boolean)
     model: Mapped[str | None] = mapped_column(String(500))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))  # the weights that labelled it
     prompt_version: Mapped[str | None] = mapped_column(String(100))
+    head_id: Mapped[str | None] = mapped_column(String(200))  # the learned head used, None = zero-shot readout
+    human_label: Mapped[str | None] = mapped_column(String(10))  # a person's correction, when there is one
+    risk: Mapped[str | None] = mapped_column(String(10))  # none | concern | urgent; None = not assessed
+    risk_category: Mapped[str | None] = mapped_column(String(30))
+    risk_score: Mapped[float | None] = mapped_column(Float)  # the model's probability of a risk message
+    risk_version: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     row_index: Mapped[int | None] = mapped_column(Integer)  # data row number in the file, 1 = first under header
+    cells: Mapped[str | None] = mapped_column(Text)  # an uploaded row's original cells (JSON), for exact exports
     reply: Mapped[str | None] = mapped_column(Text)
+    reply_kind: Mapped[str | None] = mapped_column(String(20))  # generated | safe (the reviewed message) | None
+    reply_interrupted: Mapped[bool | None] = mapped_column(Boolean)  # the reply stopped before it was finished
 
     person: Mapped[Person | None] = relationship(back_populates="messages")
+    corrections: Mapped[list[Correction]] = relationship(back_populates="message", order_by="Correction.id",
+                                                         passive_deletes=True)
+
+
+class Correction(Base):
+    """A person's correction of a label: who, when, from what to what, on which message; undone, never deleted."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    from_label: Mapped[str | None] = mapped_column(String(10))  # the effective label before
+    to_label: Mapped[str] = mapped_column(String(10))
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)
+    undone_by: Mapped[str | None] = mapped_column(String(200))
+
+    message: Mapped[Message] = relationship(back_populates="corrections")
+
+
+class LabelVersion(Base):
+    """A model label that a re-score replaced: kept, with the re-score that replaced it."""
+
+    __tablename__ = "label_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    rescore_id: Mapped[int] = mapped_column(ForeignKey("rescores.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str | None] = mapped_column(String(10))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    p_negative: Mapped[float | None] = mapped_column(Float)
+    uncertain: Mapped[bool | None] = mapped_column(Boolean)
+    model: Mapped[str | None] = mapped_column(String(500))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    prompt_version: Mapped[str | None] = mapped_column(String(100))
+    head_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class Rescore(Base):
+    """One re-labelling of a batch or a person with the current model and head."""
+
+    __tablename__ = "rescores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))  # batch | person
+    target: Mapped[str] = mapped_column(String(200))  # batch id or handle
+    head_id: Mapped[str | None] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(100))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    by: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Alert(Base):
@@ -87,6 +159,10 @@ class Alert(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="sentiment")  # sentiment | risk
+    severity: Mapped[str | None] = mapped_column(String(10))  # risk alerts: urgent | concern
+    category: Mapped[str | None] = mapped_column(String(30))  # risk alerts: self-harm, harm-to-others, ...
+    message_id: Mapped[int | None] = mapped_column(Integer)  # risk alerts: the message that raised it
     rule: Mapped[str] = mapped_column(String(200))  # which rule fired, with its parameters
     window_start: Mapped[datetime] = mapped_column(DateTime)
     window_end: Mapped[datetime] = mapped_column(DateTime)
@@ -101,6 +177,9 @@ class Alert(Base):
     updated_by: Mapped[str | None] = mapped_column(String(200))
 
     person: Mapped[Person] = relationship()
+    # The risk message that raised it (no foreign key: erasing a message never blocks on its alert).
+    message: Mapped[Message | None] = relationship(primaryjoin="foreign(Alert.message_id) == Message.id",
+                                                   viewonly=True)
     events: Mapped[list[AlertEvent]] = relationship(back_populates="alert", order_by="AlertEvent.id",
                                                      passive_deletes=True)
 
@@ -119,3 +198,92 @@ class AlertEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     alert: Mapped[Alert] = relationship(back_populates="events")
+
+
+class Job(Base):
+    """A screening that runs in the background: it survives page changes and restarts (the upload is kept, private to
+    the server, until the job ends), reports progress from its batch, and can be cancelled."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|cancelling|cancelled|...
+    file_path: Mapped[str | None] = mapped_column(String(1000))  # the kept upload; removed when the job ends
+    file_name: Mapped[str] = mapped_column(String(500))
+    options: Mapped[str] = mapped_column(String(1000))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    worker: Mapped[str | None] = mapped_column(String(100))  # host:pid of the process running it
+
+
+class User(Base):
+    """Someone who signs in to the dashboard: a local account (argon2 password hash) or an OIDC identity."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | counsellor | teacher | moderator | student
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str | None] = mapped_column(String(300), unique=True)  # how an OIDC sign-in finds its user
+    person_handle: Mapped[str | None] = mapped_column(String(200))  # a student's own person in the store
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    groups: Mapped[list[UserGroup]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class UserGroup(Base):
+    """A group (class) a user is responsible for: what a counsellor or teacher may see."""
+
+    __tablename__ = "user_groups"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class AuthSession(Base):
+    """A signed-in browser session: only the token's hash is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, when: sign-ins, views of a person's messages, exports, erasures, alert actions, settings."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Setting(Base):
+    """A setting an admin changes in the dashboard (retention, what teachers may read), with who changed it."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200))

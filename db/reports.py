@@ -1,17 +1,169 @@
-"""What each dashboard page shows, fetched in one call: plain data, so the pages only render it and the same
-figures are testable without Streamlit."""
+"""What each dashboard page shows, fetched in one call per view: plain data, filtered by what the viewer may see
+(`Scope`) and by what they asked for (`Filters`), so the pages only render it and the same figures are testable
+without Streamlit. The meaning of "negative", "open alert" and "flagged" comes from `db.labels` / `db.alerts`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from db.alerts import list_alerts
-from db.models import Alert, Person
+from db.access import EVERYTHING, Scope, messages_clause, people_clause
+from db.alerts import list_alerts, open_alert
+from db.labels import effective_label, negatives, risky_count
+from db.models import Alert, Batch, Message, Person
 from db.rules import AlertRule, flagged_windows, rolling_share
-from db.store import Overview, PersonSummary, daily_counts, list_messages, newest_message_time, overview, rank_people
+
+SOURCES = ("chat", "csv", "cli")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a viewer asked to see: groups (classes), sources, a date range, and a search over names and texts."""
+
+    groups: tuple[str, ...] = ()  # empty = every group the scope allows
+    sources: tuple[str, ...] = ()  # empty = every source
+    since: datetime | None = None
+    until: datetime | None = None  # inclusive: the whole of that moment
+    search: str = ""
+
+    def messages(self) -> ColumnElement[bool]:
+        conditions = [true()]
+        if self.sources:
+            conditions.append(Message.source.in_(self.sources))
+        if self.since is not None:
+            conditions.append(Message.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(Message.created_at <= self.until)
+        return and_(*conditions)
+
+    def people(self) -> ColumnElement[bool]:
+        conditions = [true()]
+        if self.groups:
+            conditions.append(Person.group_name.in_(self.groups))
+        if self.search.strip():
+            like = f"%{self.search.strip()}%"
+            conditions.append(or_(Person.handle.ilike(like), Person.display_name.ilike(like),
+                                  Person.id.in_(select(Message.person_id).where(Message.text.ilike(like)))))
+        return and_(*conditions)
+
+
+NO_FILTERS = Filters()
+
+
+@dataclass(frozen=True)
+class Overview:
+    messages: int
+    labelled: int
+    negatives: int
+    risky: int  # messages assessed concern or urgent
+    people: int
+    open_alerts: int
+    urgent_alerts: int  # open risk alerts of severity urgent
+    batches: int
+
+    @property
+    def negative_share(self) -> float:
+        return self.negatives / self.labelled if self.labelled else 0.0
+
+
+def _visible_messages(scope: Scope, filters: Filters) -> ColumnElement[bool]:
+    """Messages the scope may read and the filters select (a person filter applies to people's messages only)."""
+    narrowed = filters.groups or filters.search.strip()
+    people = select(Person.id).where(people_clause(scope), filters.people())
+    return and_(messages_clause(scope), filters.messages(),
+                Message.person_id.in_(people) if narrowed else true())
+
+
+def overview(session: Session, scope: Scope = EVERYTHING, filters: Filters = NO_FILTERS) -> Overview:
+    shown = _visible_messages(scope, filters)
+    messages, labelled, negative, risky = session.execute(
+        select(func.count(Message.id), func.count(effective_label()), negatives(),
+               risky_count()).where(shown)).one()
+    people = select(Person.id).where(people_clause(scope), filters.people(),
+                                     Person.id.in_(select(Message.person_id).where(shown)))
+    alerts = select(Alert).where(open_alert(), Alert.person_id.in_(people))
+    batches = select(func.count(Batch.id)).where(true() if scope.batches else false())
+    return Overview(messages=messages, labelled=labelled, negatives=negative or 0, risky=risky or 0,
+                    people=session.scalar(select(func.count()).select_from(people.subquery())),
+                    open_alerts=session.scalar(select(func.count()).select_from(alerts.subquery())),
+                    urgent_alerts=session.scalar(select(func.count()).select_from(
+                        alerts.where(Alert.kind == "risk", Alert.severity == "urgent").subquery())),
+                    batches=session.scalar(batches))
+
+
+def daily_counts(session: Session, scope: Scope = EVERYTHING, filters: Filters = NO_FILTERS,
+                 person_id: int | None = None) -> list[tuple[str, str | None, int]]:
+    """(day 'YYYY-MM-DD', effective label, count) per day and label; unlabelled messages count under None."""
+    day = func.date(Message.created_at)
+    label = effective_label()
+    query = (select(day, label, func.count()).where(_visible_messages(scope, filters))
+             .group_by(day, label).order_by(day))
+    if person_id is not None:
+        query = query.where(Message.person_id == person_id)
+    return [(str(d), lab, n) for d, lab, n in session.execute(query).all()]
+
+
+@dataclass(frozen=True)
+class PersonSummary:
+    person_id: int
+    handle: str
+    display_name: str
+    group: str | None
+    messages: int  # labelled messages in the window
+    negatives: int
+    risky: int  # risk messages in the window
+    last_at: datetime | None
+    open_alerts: int
+    urgent: bool  # an open urgent risk alert
+    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def negative_share(self) -> float:
+        return self.negatives / self.messages if self.messages else 0.0
+
+
+def rank_people(session: Session, *, days: int = 7, limit: int = 50, scope: Scope = EVERYTHING,
+                filters: Filters = NO_FILTERS) -> list[PersonSummary]:
+    """People to look at first: urgent risk alerts, then open alerts, then the highest negative share over the last
+    `days` days (ending at the newest message shown, so imported history ranks the same as live chat)."""
+    shown = _visible_messages(scope, filters)
+    newest = session.scalar(select(func.max(Message.created_at)).where(shown))
+    if newest is None:
+        return []
+    since = newest - timedelta(days=days)
+    recent = (select(Message.person_id, func.count(effective_label()).label("n"), negatives().label("neg"),
+                     risky_count().label("risky"),
+                     func.max(Message.created_at).label("last"))
+              .where(shown, Message.created_at > since, Message.person_id.is_not(None))
+              .group_by(Message.person_id).subquery())
+    alerts = (select(Alert.person_id, func.count().label("open"),
+                     func.max(case((and_(Alert.kind == "risk", Alert.severity == "urgent"), 1), else_=0))
+                     .label("urgent"))
+              .where(open_alert()).group_by(Alert.person_id).subquery())
+    sources = (select(Message.person_id, Message.source).where(shown, Message.person_id.is_not(None))
+               .distinct().subquery())
+    present = select(sources.c.person_id)
+    rows = session.execute(
+        select(Person.id, Person.handle, Person.display_name, Person.group_name,
+               func.coalesce(recent.c.n, 0), func.coalesce(recent.c.neg, 0), func.coalesce(recent.c.risky, 0),
+               recent.c.last, func.coalesce(alerts.c.open, 0), func.coalesce(alerts.c.urgent, 0))
+        .outerjoin(recent, recent.c.person_id == Person.id)
+        .outerjoin(alerts, alerts.c.person_id == Person.id)
+        .where(people_clause(scope), filters.people(), Person.id.in_(present))
+    ).all()
+    by_person: dict[int, list[str]] = {}
+    for pid, source in session.execute(select(sources.c.person_id, sources.c.source)):
+        by_person.setdefault(pid, []).append(source)
+    summaries = [PersonSummary(person_id=r[0], handle=r[1], display_name=r[2], group=r[3], messages=r[4],
+                               negatives=r[5], risky=r[6], last_at=r[7], open_alerts=r[8], urgent=bool(r[9]),
+                               sources=tuple(sorted(by_person.get(r[0], ())))) for r in rows]
+    summaries.sort(key=lambda s: (not s.urgent, -s.open_alerts, -s.risky, -s.negative_share, -s.negatives,
+                                  s.display_name))
+    return summaries[:limit]
 
 
 @dataclass(frozen=True)
@@ -20,24 +172,37 @@ class OverviewReport:
     first_to_look_at: list[PersonSummary]
     activity: list[tuple[str, str | None, int]]  # (day, label, count)
     unlabelled: int
+    urgent: list[Alert]  # open urgent and concern risk alerts, shown first with their message
 
 
-def overview_report(session: Session, *, days: int = 60, top: int = 5) -> OverviewReport:
-    totals = overview(session)
-    newest = newest_message_time(session)
-    since = newest - timedelta(days=days) if newest else None
-    ranked = [p for p in rank_people(session, days=7, limit=top) if p.open_alerts or p.negatives]
-    return OverviewReport(totals, ranked, daily_counts(session, since=since), totals.messages - totals.labelled)
+def overview_report(session: Session, *, scope: Scope = EVERYTHING, filters: Filters = NO_FILTERS, days: int = 60,
+                    top: int = 5, rule_days: int = 7) -> OverviewReport:
+    totals = overview(session, scope, filters)
+    newest = session.scalar(select(func.max(Message.created_at)).where(_visible_messages(scope, filters)))
+    window = filters if filters.since or not newest else Filters(
+        groups=filters.groups, sources=filters.sources, since=newest - timedelta(days=days), until=filters.until,
+        search=filters.search)
+    ranked = [p for p in rank_people(session, days=rule_days, limit=top, scope=scope, filters=filters)
+              if p.open_alerts or p.negatives or p.risky]
+    people = select(Person.id).where(people_clause(scope), filters.people())
+    urgent = [a for a in list_alerts(session, ("open", "acknowledged"), person_ids=people) if a.kind == "risk"]
+    return OverviewReport(totals=totals, first_to_look_at=ranked, activity=daily_counts(session, scope, window),
+                          unlabelled=totals.messages - totals.labelled, urgent=urgent)
 
 
 @dataclass(frozen=True)
 class PersonPoint:
     message_id: int
     at: datetime
-    text: str
-    label: str | None
+    text: str | None  # None when the viewer may not read texts
+    label: str | None  # the effective label
+    model_label: str | None
+    corrected: bool
     confidence: float | None
+    p_negative: float | None
     uncertain: bool | None
+    risk: str | None
+    risk_category: str | None
     source: str
     rolling_negative_share: float | None
 
@@ -50,13 +215,30 @@ class PersonReport:
     alerts: list[Alert]
 
 
-def person_report(session: Session, person_id: int, rule: AlertRule, *, limit: int = 2000) -> PersonReport:
-    """A person's messages (newest `limit`), the rolling negative share, the rule's flagged windows, their alerts."""
-    person = session.get(Person, person_id)
-    messages = list_messages(session, person_id, limit=limit)
-    labelled = [m for m in messages if m.label]
-    series = [(m.created_at, m.label) for m in labelled]
+def person_report(session: Session, handle: str, rule: AlertRule, *, scope: Scope = EVERYTHING,
+                  filters: Filters = NO_FILTERS, limit: int = 2000) -> PersonReport | None:
+    """A person's messages (newest `limit` within the filters), the rolling negative share, the rule's flagged
+    windows and their alerts; None if the scope may not read this person."""
+    person = session.scalar(select(Person).where(Person.handle == handle, people_clause(scope)))
+    if person is None:
+        return None
+    query = (select(Message).where(Message.person_id == person.id, filters.messages())
+             .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit))
+    messages = list(session.scalars(query))[::-1]
+    labelled = [m for m in messages if (m.human_label or m.label)]
+    series = [(m.created_at, m.human_label or m.label) for m in labelled]
     shares = dict(zip((m.id for m in labelled), rolling_share(series, rule.days), strict=True))
-    points = [PersonPoint(m.id, m.created_at, m.text, m.label, m.confidence, m.uncertain, m.source,
-                          shares.get(m.id)) for m in messages]
-    return PersonReport(person, points, flagged_windows(series, rule), list_alerts(session, person_id=person_id))
+    points = [PersonPoint(message_id=m.id, at=m.created_at, text=m.text if scope.texts else None,
+                          label=m.human_label or m.label, model_label=m.label, corrected=m.human_label is not None,
+                          confidence=m.confidence, p_negative=m.p_negative, uncertain=m.uncertain, risk=m.risk,
+                          risk_category=m.risk_category, source=m.source, rolling_negative_share=shares.get(m.id))
+              for m in messages]
+    return PersonReport(person=person, points=points, flagged=flagged_windows(series, rule),
+                        alerts=list_alerts(session, person_id=person.id))
+
+
+def groups(session: Session, scope: Scope = EVERYTHING) -> list[str]:
+    """The groups (classes) the scope may read, for filter choices."""
+    return [g for g in session.scalars(select(Person.group_name).where(people_clause(scope),
+                                                                       Person.group_name.is_not(None))
+                                       .distinct().order_by(Person.group_name))]

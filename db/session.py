@@ -12,22 +12,60 @@ migration steps it lacks, in order.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Column, Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from db.errors import StoreError
-from db.models import Base, SchemaVersion
+from db.models import Alert, Base, Batch, Message, Person, SchemaVersion
+
+
+def text_hash(value: str) -> str:
+    """The short digest stored with a message to find duplicates (same person, same time, same text) fast."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _add_column(connection: Connection, column: Column, default: str | None = None) -> None:
+    kind = column.type.compile(connection.dialect)
+    extra = f" NOT NULL DEFAULT {default}" if default is not None else ""
+    connection.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}{extra}"))
+
+
+def _to_v2(connection: Connection) -> None:
+    """Labels that can be reproduced and corrected, risk, interrupted replies, duplicates, background jobs and
+    sign-in: new columns on the v1 tables, the new tables, and text hashes for the messages already stored."""
+    m, b, a = Message.__table__.c, Batch.__table__.c, Alert.__table__.c
+    for column in (m.text_hash, m.fingerprint, m.head_id, m.human_label, m.risk, m.risk_category, m.risk_score,
+                   m.risk_version, m.cells, m.reply_kind, m.reply_interrupted, b.header, b.owner, a.severity,
+                   a.category, a.message_id):
+        _add_column(connection, column)
+    _add_column(connection, b.rows_duplicate, "0")
+    _add_column(connection, a.kind, "'sentiment'")
+    connection.execute(text("DROP INDEX ix_messages_person_time"))  # now (person, time, id): the rule's order
+    found = inspect(connection)
+    for table in (Person.__table__, Message.__table__, Batch.__table__, Alert.__table__):
+        existing = {index["name"] for index in found.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in existing:
+                index.create(connection)
+    new = [t for name, t in Base.metadata.tables.items() if name not in found.get_table_names()]
+    Base.metadata.create_all(connection, tables=new)
+    rows = connection.execute(select(Message.id, Message.text)).all()
+    for start in range(0, len(rows), 1000):
+        for message_id, value in rows[start:start + 1000]:
+            connection.execute(update(Message).where(Message.id == message_id).values(text_hash=text_hash(value)))
+
 
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
-# directly at SCHEMA_VERSION from the models, so a step only has to bring version-1 files up by one.
-MIGRATIONS: list[tuple[int, Callable]] = []
+# directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

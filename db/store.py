@@ -1,23 +1,29 @@
-"""People and messages: storing them in bulk, reading them back for trends and the overview, and the privacy
-requests (export and erase everything about one person).
+"""People and messages: storing them in bulk (with their labels, risk and duplicates skipped), labelling messages
+stored while no model was available, and reading one person's messages back.
 
 Every function takes an open session (from `db.session.writing` / `reading`) and never commits: the caller's
-transaction decides what is stored together.
+transaction decides what is stored together. A write transaction does only database work; labelling happens before
+it, so the write lock is held for milliseconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields
+from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.alerts import open_alert, refresh_alert
-from db.models import Alert, AlertEvent, Batch, Message, Person, utcnow
+from db.access import EVERYTHING, Scope, people_clause
+from db.alerts import raise_risk_alerts, refresh_alerts
+from db.models import Message, Person, utcnow
 from db.rules import AlertRule
+from db.session import text_hash
+
+LABEL_FIELDS = ("label", "confidence", "p_negative", "uncertain", "model", "fingerprint", "prompt_version", "head_id",
+                "risk", "risk_category", "risk_score", "risk_version")
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,21 @@ class NewMessage:
     p_negative: float | None = None
     uncertain: bool | None = None
     model: str | None = None
+    fingerprint: str | None = None
     prompt_version: str | None = None
+    head_id: str | None = None
+    risk: str | None = None
+    risk_category: str | None = None
+    risk_score: float | None = None
+    risk_version: str | None = None
     created_at: datetime | None = None
     batch_id: int | None = None
     row_index: int | None = None
+    cells: str | None = None  # an uploaded row's original cells, JSON
     reply: str | None = None
+
+
+_COLUMNS = {f.name for f in fields(NewMessage)} - {"person", "display_name", "group", "created_at"}
 
 
 def ensure_people(session: Session, people: dict[str, tuple[str | None, str | None]]) -> dict[str, int]:
@@ -62,50 +78,87 @@ def ensure_people(session: Session, people: dict[str, tuple[str | None, str | No
     return ids
 
 
-def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRule) -> list[int]:
-    """Store `rows`, then re-evaluate the alert rule for every person they mention. Returns the new ids."""
+def _already_stored(session: Session, candidates: list[tuple[int, datetime, str]]) -> set[tuple[int, datetime, str]]:
+    """Which (person id, time, text hash) keys are stored already: an overlapping export is not counted twice."""
+    found: set[tuple[int, datetime, str]] = set()
+    for start in range(0, len(candidates), 300):
+        group = candidates[start:start + 300]
+        found |= set(session.execute(
+            select(Message.person_id, Message.created_at, Message.text_hash)
+            .where(tuple_(Message.person_id, Message.created_at, Message.text_hash).in_(group))).all())
+    return found
+
+
+def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRule,
+                 skip_duplicates: bool = False) -> list[int | None]:
+    """Store `rows`; re-evaluate the alert rule once for every person they mention, and raise a risk alert at once
+    for every risk message. With `skip_duplicates`, a row whose person, time and text are stored already (or
+    appear earlier in `rows`) is skipped: its id is None. Returns the new ids in order."""
     wanted = {r.person: (r.display_name, r.group) for r in rows if r.person}
     people = ensure_people(session, wanted)
     now = utcnow()
-    messages = [
-        Message(person_id=people.get(r.person) if r.person else None, source=r.source, text=r.text, label=r.label,
-                confidence=r.confidence, p_negative=r.p_negative, uncertain=r.uncertain, model=r.model,
-                prompt_version=r.prompt_version, created_at=r.created_at or now, batch_id=r.batch_id,
-                row_index=r.row_index, reply=r.reply)
-        for r in rows
-    ]
+    keyed = [(people.get(r.person) if r.person else None, r.created_at or now, text_hash(r.text)) for r in rows]
+    skip: set[tuple[int, datetime, str]] = set()
+    if skip_duplicates:
+        checkable = [k for k, r in zip(keyed, rows, strict=True) if k[0] is not None and r.created_at is not None]
+        skip = _already_stored(session, checkable)
+    ids: list[int | None] = []
+    messages: list[Message] = []
+    for (person_id, created_at, digest), row in zip(keyed, rows, strict=True):
+        key = (person_id, created_at, digest)
+        if skip_duplicates and person_id is not None and row.created_at is not None and key in skip:
+            ids.append(None)
+            continue
+        skip.add(key)
+        message = Message(person_id=person_id, created_at=created_at, text_hash=digest,
+                          **{name: getattr(row, name) for name in _COLUMNS})
+        messages.append(message)
+        ids.append(-1)
     session.add_all(messages)
     session.flush()
-    for person_id in sorted(set(people.values())):
-        refresh_alert(session, person_id, rule)
-    return [m.id for m in messages]
+    stored = iter(messages)
+    ids = [next(stored).id if i == -1 else None for i in ids]
+    refresh_alerts(session, {m.person_id for m in messages if m.label is not None}, rule)
+    raise_risk_alerts(session, messages)
+    return ids
 
 
-def set_reply(session: Session, message_id: int, reply: str) -> None:
-    session.execute(update(Message).where(Message.id == message_id).values(reply=reply))
+def set_reply(session: Session, message_id: int, reply: str, *, kind: str = "generated",
+              interrupted: bool = False) -> None:
+    """The assistant's reply to a message: generated or the reviewed safe message, and whether it was cut off."""
+    session.execute(update(Message).where(Message.id == message_id)
+                    .values(reply=reply, reply_kind=kind, reply_interrupted=interrupted))
 
 
-def set_label(session: Session, message_id: int, *, label: str, confidence: float, p_negative: float,
-              uncertain: bool, model: str, prompt_version: str, rule: AlertRule) -> None:
-    """Label a message that was stored unlabelled, and re-evaluate its person's alert."""
-    message = session.get(Message, message_id)
-    message.label, message.confidence, message.p_negative = label, confidence, p_negative
-    message.uncertain, message.model, message.prompt_version = uncertain, model, prompt_version
-    if message.person_id is not None:
-        session.flush()
-        refresh_alert(session, message.person_id, rule)
+def set_labels(session: Session, labels: dict[int, dict[str, object]], *, rule: AlertRule) -> None:
+    """Label messages that were stored unlabelled ({message id: label fields}), then re-evaluate their people's
+    alerts once and raise risk alerts."""
+    messages = session.scalars(select(Message).where(Message.id.in_(list(labels)))).all()
+    for message in messages:
+        for name, value in labels[message.id].items():
+            if name not in LABEL_FIELDS:
+                raise ValueError(f"{name} is not a label field")
+            setattr(message, name, value)
+    session.flush()
+    refresh_alerts(session, {m.person_id for m in messages}, rule)
+    raise_risk_alerts(session, messages)
 
 
 def unlabelled_messages(session: Session, limit: int = 500) -> list[Message]:
     return list(session.scalars(select(Message).where(Message.label.is_(None)).order_by(Message.id).limit(limit)))
 
 
-def get_person(session: Session, handle: str) -> Person | None:
-    return session.scalar(select(Person).where(Person.handle == handle))
+def get_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> Person | None:
+    """The person with this handle, if the scope may read them."""
+    return session.scalar(select(Person).where(Person.handle == handle, people_clause(scope)))
 
 
-def list_people(session: Session) -> list[Person]:
-    return list(session.scalars(select(Person).order_by(Person.display_name)))
+def list_people(session: Session, scope: Scope = EVERYTHING, *, source: str | None = None) -> list[Person]:
+    """People the scope may read, by display name; only those with messages from `source` when given."""
+    query = select(Person).where(people_clause(scope)).order_by(Person.display_name, Person.handle)
+    if source is not None:
+        query = query.where(Person.id.in_(select(Message.person_id).where(Message.source == source)))
+    return list(session.scalars(query))
 
 
 def list_messages(session: Session, person_id: int, since: datetime | None = None, until: datetime | None = None,
@@ -122,131 +175,12 @@ def list_messages(session: Session, person_id: int, since: datetime | None = Non
     return list(session.scalars(query.order_by(Message.created_at, Message.id)))
 
 
-def daily_counts(session: Session, person_id: int | None = None, since: datetime | None = None) -> list[tuple]:
-    """(day 'YYYY-MM-DD', label, count) per day and label; unlabelled messages count under label None."""
-    day = func.date(Message.created_at)
-    query = select(day, Message.label, func.count()).group_by(day, Message.label).order_by(day)
-    if person_id is not None:
-        query = query.where(Message.person_id == person_id)
-    if since is not None:
-        query = query.where(Message.created_at >= since)
-    return [(str(d), label, n) for d, label, n in session.execute(query).all()]
-
-
-@dataclass(frozen=True)
-class PersonSummary:
-    person_id: int
-    handle: str
-    display_name: str
-    group: str | None
-    messages: int  # labelled messages in the window
-    negatives: int
-    last_at: datetime | None
-    open_alerts: int
-
-    @property
-    def negative_share(self) -> float:
-        return self.negatives / self.messages if self.messages else 0.0
-
-
-def newest_message_time(session: Session) -> datetime | None:
-    return session.scalar(select(func.max(Message.created_at)))
-
-
-def rank_people(session: Session, *, days: int = 7, limit: int = 50) -> list[PersonSummary]:
-    """People to look at first: open alerts, then the highest negative share over the last `days` days (ending at
-    the newest stored message, so imported history ranks the same as live chat)."""
-    newest = newest_message_time(session)
-    if newest is None:
+def chat_history(session: Session, handle: str, turns: int = 50, scope: Scope = EVERYTHING) -> list[Message]:
+    """The person's most recent chat messages (each holds the user's text and the reply), oldest first; empty for
+    someone not stored yet or outside the scope."""
+    person = get_person(session, handle, scope)
+    if person is None:
         return []
-    since = newest - timedelta(days=days)
-    negatives = func.sum(case((Message.label == "negative", 1), else_=0))
-    recent = (select(Message.person_id, func.count(Message.label).label("n"), negatives.label("neg"),
-                     func.max(Message.created_at).label("last"))
-              .where(Message.created_at > since, Message.person_id.is_not(None), Message.label.is_not(None))
-              .group_by(Message.person_id).subquery())
-    alerts = (select(Alert.person_id, func.count().label("open"))
-              .where(open_alert()).group_by(Alert.person_id).subquery())
-    rows = session.execute(
-        select(Person.id, Person.handle, Person.display_name, Person.group_name,
-               func.coalesce(recent.c.n, 0), func.coalesce(recent.c.neg, 0), recent.c.last,
-               func.coalesce(alerts.c.open, 0))
-        .outerjoin(recent, recent.c.person_id == Person.id)
-        .outerjoin(alerts, alerts.c.person_id == Person.id)
-    ).all()
-    summaries = [PersonSummary(person_id=r[0], handle=r[1], display_name=r[2], group=r[3], messages=r[4],
-                               negatives=r[5], last_at=r[6], open_alerts=r[7]) for r in rows]
-    summaries.sort(key=lambda s: (-s.open_alerts, -s.negative_share, -s.negatives, s.display_name))
-    return summaries[:limit]
-
-
-@dataclass(frozen=True)
-class Overview:
-    messages: int
-    labelled: int
-    negatives: int
-    people: int
-    open_alerts: int
-    batches: int
-
-    @property
-    def negative_share(self) -> float:
-        return self.negatives / self.labelled if self.labelled else 0.0
-
-
-def overview(session: Session) -> Overview:
-    messages, labelled, negatives = session.execute(
-        select(func.count(Message.id), func.count(Message.label),
-               func.sum(case((Message.label == "negative", 1), else_=0)))).one()
-    return Overview(messages=messages, labelled=labelled, negatives=negatives or 0,
-                    people=session.scalar(select(func.count(Person.id))),
-                    open_alerts=session.scalar(select(func.count(Alert.id)).where(open_alert())),
-                    batches=session.scalar(select(func.count(Batch.id))))
-
-
-def export_person(session: Session, handle: str) -> dict | None:
-    """Everything stored about one person, as plain JSON-ready data (for a subject-access request)."""
-    person = get_person(session, handle)
-    if person is None:
-        return None
-    iso = lambda t: t.isoformat() if t else None  # noqa: E731
-    messages = list_messages(session, person.id)
-    alerts = session.scalars(select(Alert).where(Alert.person_id == person.id).order_by(Alert.id)).all()
-    return {
-        "person": {"handle": person.handle, "display_name": person.display_name, "group": person.group_name,
-                   "created_at": iso(person.created_at)},
-        "messages": [{"id": m.id, "source": m.source, "text": m.text, "label": m.label, "confidence": m.confidence,
-                      "p_negative": m.p_negative, "uncertain": m.uncertain, "model": m.model,
-                      "prompt_version": m.prompt_version, "created_at": iso(m.created_at), "batch_id": m.batch_id,
-                      "row_index": m.row_index, "reply": m.reply} for m in messages],
-        "alerts": [{"id": a.id, "rule": a.rule, "status": a.status, "negative_share": a.negative_share,
-                    "window_start": iso(a.window_start), "window_end": iso(a.window_end), "note": a.note,
-                    "events": [{"from": e.from_status, "to": e.to_status, "by": e.by, "note": e.note,
-                                "at": iso(e.at)} for e in a.events]} for a in alerts],
-    }
-
-
-def erase_person(session: Session, handle: str) -> dict[str, int] | None:
-    """Delete the person, their messages, their alerts and alert history. Returns what was deleted."""
-    person = get_person(session, handle)
-    if person is None:
-        return None
-    alert_ids = select(Alert.id).where(Alert.person_id == person.id)
-    events = session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(alert_ids))).rowcount
-    alerts = session.execute(delete(Alert).where(Alert.person_id == person.id)).rowcount
-    messages = session.execute(delete(Message).where(Message.person_id == person.id)).rowcount
-    session.execute(delete(Person).where(Person.id == person.id))
-    return {"messages": messages, "alerts": alerts, "alert_events": events, "people": 1}
-
-
-def chat_history(session: Session, person_id: int, turns: int = 20) -> list[Message]:
-    """The person's most recent chat messages (each holds the user's text and the reply), oldest first."""
-    query = (select(Message).where(Message.person_id == person_id, Message.source == "chat")
+    query = (select(Message).where(Message.person_id == person.id, Message.source == "chat")
              .order_by(Message.created_at.desc(), Message.id.desc()).limit(turns))
     return list(session.scalars(query))[::-1]
-
-
-def chat_history_of(session: Session, handle: str, turns: int = 50) -> list[Message]:
-    """`chat_history` by handle; empty for someone not stored yet."""
-    person = get_person(session, handle)
-    return chat_history(session, person.id, turns) if person else []

@@ -1,0 +1,44 @@
+"""What a stored label means, defined once for every query, page, alert and export.
+
+- The effective label: a person's correction when there is one, else the model's label. The model's label is kept.
+- Negative: the effective label is negative.
+- A risk message: the risk assessment says concern or urgent (negativity is not risk, and risk is not negativity).
+- Flagged: a risk message, or negative and confident (corrected to negative by a person, or the model's negative
+  not marked uncertain, or at least as confident as a reviewer's chosen threshold).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, case, func, or_
+
+from db.models import Message
+
+RISKY = ("concern", "urgent")
+
+
+def effective_label() -> ColumnElement[str | None]:
+    return func.coalesce(Message.human_label, Message.label)
+
+
+def is_negative() -> ColumnElement[bool]:
+    return effective_label() == "negative"
+
+
+def negatives() -> ColumnElement[int]:
+    """Count of negative messages, for aggregates."""
+    return func.sum(case((is_negative(), 1), else_=0))
+
+
+def is_risky() -> ColumnElement[bool]:
+    return Message.risk.in_(RISKY)
+
+
+def risky_count() -> ColumnElement[int]:
+    """Count of risk messages, for aggregates."""
+    return func.sum(case((is_risky(), 1), else_=0))
+
+
+def flagged(threshold: float | None = None) -> ColumnElement[bool]:
+    confident = Message.uncertain.is_(False) if threshold is None else Message.confidence >= threshold
+    model_negative = and_(Message.human_label.is_(None), Message.label == "negative", confident)
+    return or_(Message.human_label == "negative", model_negative, is_risky())

@@ -1,0 +1,106 @@
+"""Privacy requests and limits: everything about one person (subject access), erasing one person, deleting what is
+older than the retention period, and the audit log that records who read or changed what.
+
+Erasing deletes rows; `db.session.compact` then folds the WAL back into the file, and SQLite's secure_delete
+overwrites freed pages, so no copy of an erased text stays in the database file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from db.access import EVERYTHING, Scope
+from db.models import Alert, AlertEvent, AuditEvent, Correction, LabelVersion, Message, Person, utcnow
+from db.store import get_person, list_messages
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> dict | None:
+    """Everything stored about one person, as plain JSON-ready data (for a subject-access request)."""
+    person = get_person(session, handle, scope)
+    if person is None:
+        return None
+    messages = list_messages(session, person.id)
+    alerts = session.scalars(select(Alert).where(Alert.person_id == person.id).order_by(Alert.id)).all()
+    return {
+        "person": {"handle": person.handle, "display_name": person.display_name, "group": person.group_name,
+                   "created_at": _iso(person.created_at)},
+        "messages": [{"id": m.id, "source": m.source, "text": m.text, "label": m.label, "confidence": m.confidence,
+                      "p_negative": m.p_negative, "uncertain": m.uncertain, "model": m.model,
+                      "fingerprint": m.fingerprint, "prompt_version": m.prompt_version, "head_id": m.head_id,
+                      "human_label": m.human_label, "risk": m.risk, "risk_category": m.risk_category,
+                      "risk_version": m.risk_version, "created_at": _iso(m.created_at), "batch_id": m.batch_id,
+                      "row_index": m.row_index, "reply": m.reply, "reply_kind": m.reply_kind,
+                      "reply_interrupted": m.reply_interrupted,
+                      "corrections": [{"from": c.from_label, "to": c.to_label, "by": c.by, "at": _iso(c.at),
+                                       "note": c.note, "undone_at": _iso(c.undone_at)} for c in m.corrections]}
+                     for m in messages],
+        "alerts": [{"id": a.id, "kind": a.kind, "severity": a.severity, "category": a.category, "rule": a.rule,
+                    "status": a.status, "negative_share": a.negative_share, "window_start": _iso(a.window_start),
+                    "window_end": _iso(a.window_end), "note": a.note,
+                    "events": [{"from": e.from_status, "to": e.to_status, "by": e.by, "note": e.note,
+                                "at": _iso(e.at)} for e in a.events]} for a in alerts],
+    }
+
+
+def _erase_messages(session: Session, message_ids: select) -> dict[str, int]:
+    versions = session.execute(delete(LabelVersion).where(LabelVersion.message_id.in_(message_ids))).rowcount
+    corrections = session.execute(delete(Correction).where(Correction.message_id.in_(message_ids))).rowcount
+    return {"label_versions": versions, "corrections": corrections}
+
+
+def erase_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> dict[str, int] | None:
+    """Delete the person, their messages, corrections, label history, alerts and alert history. Returns what was
+    deleted, by kind."""
+    person = get_person(session, handle, scope)
+    if person is None:
+        return None
+    mine = select(Message.id).where(Message.person_id == person.id)
+    counts = _erase_messages(session, mine)
+    alert_ids = select(Alert.id).where(Alert.person_id == person.id)
+    counts["alert_events"] = session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(alert_ids))).rowcount
+    counts["alerts"] = session.execute(delete(Alert).where(Alert.person_id == person.id)).rowcount
+    counts["messages"] = session.execute(delete(Message).where(Message.person_id == person.id)).rowcount
+    session.execute(delete(Person).where(Person.id == person.id))
+    counts["people"] = 1
+    return counts
+
+
+def apply_retention(session: Session, days: int, *, now: datetime | None = None) -> int:
+    """Delete messages older than `days` days (and their corrections and label history); alerts whose messages
+    are all gone go too, and people left with nothing. Returns how many messages were deleted."""
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    old = select(Message.id).where(Message.created_at < cutoff)
+    _erase_messages(session, old)
+    deleted = session.execute(delete(Message).where(Message.created_at < cutoff)).rowcount
+    stale = select(Alert.id).where(Alert.window_end < cutoff)
+    session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(stale)))
+    session.execute(delete(Alert).where(Alert.window_end < cutoff))
+    session.execute(delete(Person).where(~Person.id.in_(select(Message.person_id).where(
+        Message.person_id.is_not(None)))))
+    return deleted
+
+
+def audit(session: Session, actor: str, action: str, target: str | None = None, detail: str | None = None) -> None:
+    """Record one action in the audit log (in the caller's transaction: the action and its record go together)."""
+    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+
+
+def read_audit(session: Session, *, limit: int = 1000, action: str | None = None,
+               since: datetime | None = None) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    return list(session.scalars(query))
+
+
+def audit_count(session: Session) -> int:
+    return session.scalar(select(func.count(AuditEvent.id)))
