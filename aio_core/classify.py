@@ -9,12 +9,12 @@ This module builds the prompts and reads the results; the model itself is behind
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from aio_core.backends import Prefix
+from aio_core.backends import Prefix, Readout
 from aio_core.engine import Engine
 from aio_core.prompts import LABELS, SLOT, PromptVersion, fence, normalize_input
 from aio_core.templating import Tokenizer, clip, encode_content, encode_markup
@@ -44,6 +44,7 @@ class Sentiment:
     prompt_version: str
     lang: str  # the prompt language used: en | zh
     truncated: bool  # the text was longer than the token budget; the model read its head and tail
+    head_id: str | None = None  # the learned head that decided, None = the zero-shot readout
 
     @property
     def seed_line(self) -> str:
@@ -62,15 +63,16 @@ class PreparedPrompt:
 
     @property
     def scored_ids(self) -> list[int]:
-        """Every label token, in the order `score` returns their log-probabilities."""
-        return [i for label in LABELS for i in self.label_ids[label]]
+        """Every label token, in the order `score` returns their log-probabilities (the prompt's label order)."""
+        return [i for ids in self.label_ids.values() for i in ids]
 
 
 def label_token_ids(tokenizer: Tokenizer, words: dict[str, Sequence[str]]) -> dict[str, list[int]]:
-    """First token of each surface form, per label; a token that starts forms of both labels decides nothing."""
+    """First token of each surface form, per label; a token that starts forms of two labels decides nothing."""
     firsts = {label: {encode_markup(tokenizer, w)[0] for w in forms if encode_markup(tokenizer, w)}
               for label, forms in words.items()}
-    shared = set.intersection(*firsts.values())
+    seen = [i for ids in firsts.values() for i in ids]
+    shared = {i for i in seen if seen.count(i) > 1}
     result = {label: sorted(ids - shared) for label, ids in firsts.items()}
     for label, ids in result.items():
         if not ids:
@@ -93,35 +95,43 @@ def _prepare(engine: Engine, prompt: PromptVersion, lang: str) -> PreparedPrompt
                           label_ids=label_token_ids(engine.tokenizer, prompt.label_words))
 
 
-def prepared_prompt(engine: Engine, lang: str) -> PreparedPrompt:
-    """The engine's prompt for `lang`, prepared (prefix keys/values, calibration) on first use."""
-    prompt = engine.prompt
+def prepared_prompt(engine: Engine, lang: str, prompt: PromptVersion | None = None) -> PreparedPrompt:
+    """The engine's prompt (or `prompt`) for `lang`, prepared (prefix keys/values, calibration) on first use."""
+    prompt = prompt or engine.prompt
     key = (prompt.version, lang)
     with engine.preparing:
         if key not in engine.prepared:
             prepared = _prepare(engine, prompt, lang)
             if prompt.calibrate:
-                bodies = [_body(engine, prepared, t)[0] for t in prompt.content_free]
+                bodies = [_body(engine, prompt, prepared, t)[0] for t in prompt.content_free]
                 logprobs = engine.backend.score(prepared.prefix, bodies, prepared.scored_ids).logprobs
                 prepared.bias = float(log_odds_negative(logprobs, prepared.label_ids).mean())
             engine.prepared[key] = prepared
     return engine.prepared[key]
 
 
-def _body(engine: Engine, prepared: PreparedPrompt, text: str) -> tuple[list[int], bool]:
-    ids = encode_content(engine.tokenizer, fence(engine.prompt.sanitize(normalize_input(text))))
+def _body(engine: Engine, prompt: PromptVersion, prepared: PreparedPrompt, text: str) -> tuple[list[int], bool]:
+    ids = encode_content(engine.tokenizer, fence(prompt.sanitize(normalize_input(text))))
     budget = engine.settings.max_input_tokens
     return clip(ids, budget) + prepared.suffix_ids, len(ids) > budget
 
 
-def log_odds_negative(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> np.ndarray:
-    """log P(negative words) - log P(positive words), each class summing its surface forms' probabilities.
-    `logprobs` holds the columns of `PreparedPrompt.scored_ids`, in that order."""
+def class_scores(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """log P(class) per class, each class summing its surface forms' probabilities. `logprobs` holds the columns
+    of `PreparedPrompt.scored_ids`, in that order."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
-    cut = len(label_ids[LABELS[0]])
-    positive = np.logaddexp.reduce(logprobs[:, :cut], axis=1)
-    negative = np.logaddexp.reduce(logprobs[:, cut:], axis=1)
-    return negative - positive
+    scores, start = {}, 0
+    for label, ids in label_ids.items():
+        scores[label] = np.logaddexp.reduce(logprobs[:, start:start + len(ids)], axis=1)
+        start += len(ids)
+    return scores
+
+
+def log_odds_negative(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> np.ndarray:
+    """log P(any label but the first) - log P(the first): for sentiment, negative vs positive; for risk, any risk
+    vs safe."""
+    scores = list(class_scores(logprobs, label_ids).values())
+    return np.logaddexp.reduce(np.stack(scores[1:]), axis=0) - scores[0]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -129,34 +139,83 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
-def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = None,
-             use_prefix_cache: bool = True, progress: Callable[[int], None] | None = None) -> list[Sentiment]:
-    """One Sentiment per text, in order. `progress` is called with the number of texts finished so far."""
-    prompt = engine.prompt
+@dataclass(frozen=True)
+class Reading:
+    """What the model said about each text, before any decision: the zero-shot log-odds of "negative" (calibrated
+    when the prompt calibrates) and, when asked for, hidden states at the answer position."""
+
+    log_odds: np.ndarray  # [texts] of any label but the first (sentiment: negative), calibrated if the prompt is
+    classes: dict[str, np.ndarray]  # log P(class) per label, [texts] each
+    hidden: np.ndarray | None  # [texts, readouts asked for, hidden size]
+    langs: list[str]
+    truncated: list[bool]
+
+
+def read(texts: Sequence[str], *, engine: Engine, readouts: Mapping[str, Sequence[Readout]] | Sequence[Readout] = (),
+         batch_size: int | None = None, use_prefix_cache: bool = True,
+         progress: Callable[[int], None] | None = None, prompt: PromptVersion | None = None) -> Reading:
+    """One forward pass per batch: texts of one prompt language together, similar lengths in one batch. `readouts`:
+    the hidden states to read, for every language or per language. `prompt`: another prompt than the engine's
+    sentiment prompt (the risk reviewer's)."""
+    prompt = prompt or engine.prompt
     batch_size = batch_size or engine.settings.batch_size
-    threshold = engine.settings.uncertain_below
-    results: list[Sentiment | None] = [None] * len(texts)
+    log_odds = np.zeros(len(texts))
+    classes = {label: np.zeros(len(texts)) for label in prompt.label_words}
+    hidden: np.ndarray | None = None
+    langs = [""] * len(texts)
+    truncated = [False] * len(texts)
     by_lang: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         by_lang.setdefault(prompt.variant_for(text)[0], []).append(i)
     done = 0
     for lang, indices in by_lang.items():
-        prepared = prepared_prompt(engine, lang)
-        bodies = {i: _body(engine, prepared, texts[i]) for i in indices}
+        prepared = prepared_prompt(engine, lang, prompt)
+        bodies = {i: _body(engine, prompt, prepared, texts[i]) for i in indices}
         # Similar lengths share a batch, so little compute goes to padding.
         order = sorted(indices, key=lambda i: len(bodies[i][0]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
+            wanted = readouts.get(lang, ()) if isinstance(readouts, Mapping) else readouts
             scores = engine.backend.score(prepared.prefix, [bodies[i][0] for i in chunk], prepared.scored_ids,
+                                          readouts=wanted, text_tail=len(prepared.suffix_ids),
                                           use_prefix_cache=use_prefix_cache)
-            p_negatives = sigmoid(log_odds_negative(scores.logprobs, prepared.label_ids) - prepared.bias).tolist()
-            for i, p_negative in zip(chunk, p_negatives, strict=True):
-                label = LABELS[1] if p_negative >= 0.5 else LABELS[0]
-                confidence = max(p_negative, 1.0 - p_negative)
-                results[i] = Sentiment(label=label, confidence=confidence, p_negative=p_negative,
-                                       uncertain=confidence < threshold, prompt_version=prompt.version, lang=lang,
-                                       truncated=bodies[i][1])
+            log_odds[chunk] = log_odds_negative(scores.logprobs, prepared.label_ids) - prepared.bias
+            for label, values in class_scores(scores.logprobs, prepared.label_ids).items():
+                classes[label][chunk] = values
+            if scores.hidden is not None:
+                if hidden is None:
+                    hidden = np.zeros((len(texts), *scores.hidden.shape[1:]), dtype=np.float32)
+                hidden[chunk] = scores.hidden
+            for i in chunk:
+                langs[i], truncated[i] = lang, bodies[i][1]
             done += len(chunk)
             if progress:
                 progress(done)
-    return results  # type: ignore[return-value]
+    return Reading(log_odds=log_odds, classes=classes, hidden=hidden, langs=langs, truncated=truncated)
+
+
+def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = None,
+             use_prefix_cache: bool = True, progress: Callable[[int], None] | None = None) -> list[Sentiment]:
+    """One Sentiment per text, in order: the engine's learned head where it has one for the text's language (read
+    from the same forward pass), else the zero-shot readout. `progress` gets the number of texts finished."""
+    head = engine.head
+    readouts = {lang: (part.readout,) for lang, part in head.parts.items()} if head else {}
+    reading = read(texts, engine=engine, readouts=readouts, batch_size=batch_size,
+                   use_prefix_cache=use_prefix_cache, progress=progress)
+    log_odds = reading.log_odds.copy()
+    langs = np.array(reading.langs)
+    used = np.zeros(len(texts), dtype=bool)
+    for lang, part in (head.parts.items() if head else ()):
+        rows = langs == lang
+        if rows.any():
+            log_odds[rows] = part.log_odds(reading.hidden[rows, 0], reading.log_odds[rows])
+            used |= rows
+    threshold = engine.settings.uncertain_below
+    results = []
+    for i, p_negative in enumerate(sigmoid(log_odds).tolist()):
+        confidence = max(p_negative, 1.0 - p_negative)
+        results.append(Sentiment(label=LABELS[1] if p_negative >= 0.5 else LABELS[0], confidence=confidence,
+                                 p_negative=p_negative, uncertain=confidence < threshold,
+                                 prompt_version=engine.prompt.version, lang=reading.langs[i],
+                                 truncated=reading.truncated[i], head_id=head.head_id if used[i] else None))
+    return results

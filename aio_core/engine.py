@@ -9,11 +9,13 @@ description, fingerprint, the tokenizer for building prompts) and never the mode
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 
 from aio_core.backends import Backend, load_backend
 from aio_core.errors import UserError
+from aio_core.heads import Head, find_head
 from aio_core.profiles import ModelProfile
 from aio_core.prompts import PromptVersion, get_prompt
 from aio_core.settings import Settings
@@ -25,6 +27,8 @@ class Engine:
     backend: Backend
     settings: Settings
     prompt: PromptVersion
+    head: Head | None = None  # the learned label head for these weights and this prompt, when there is one
+    head_note: str = ""  # why no head is used, in one sentence
     # Per (prompt version, language): the prepared classifier prompt, filled on first use (see classify.py).
     prepared: dict[tuple[str, str], object] = field(default_factory=dict)
     preparing: threading.Lock = field(default_factory=threading.Lock)
@@ -53,11 +57,37 @@ class Engine:
     def description(self) -> str:
         return self.backend.description
 
+    @property
+    def labeller(self) -> str:
+        """How labels are made, for status lines: the learned head or the zero-shot readout, and why."""
+        if self.head:
+            return f"learned head {self.head.head_id} on prompt {self.prompt.version}"
+        return f"zero-shot readout of prompt {self.prompt.version}" + (f" ({self.head_note})" if self.head_note
+                                                                       else "")
+
+    def with_head(self, head: Head | None) -> Engine:
+        """The same loaded model with another head (or none); prepared prompts are shared."""
+        return dataclasses.replace(self, head=head, head_note="" if head else "no head")
+
+
+def pick_head(backend: Backend, settings: Settings, prompt: PromptVersion) -> tuple[Head | None, str]:
+    """The head fitted on exactly these weights and this prompt, if any, and otherwise why none is used."""
+    if settings.head == "off":
+        return None, "AIO_HEAD=off"
+    head = find_head(settings.heads_dir, backend.fingerprint, prompt.version)
+    if head is None:
+        return None, "no head fitted for these weights and prompt; see fit-head"
+    if not backend.reads_hidden_states:
+        return None, "this backend gives no hidden states, so the fitted head cannot be used"
+    return head, ""
+
 
 def load_engine(settings: Settings) -> Engine:
     """A new engine (loads the model). Most callers want `get_engine`, which loads once per process."""
     prompt = get_prompt(settings.prompt_version)
-    return Engine(load_backend(settings), settings, prompt)
+    backend = load_backend(settings)
+    head, note = pick_head(backend, settings, prompt)
+    return Engine(backend=backend, settings=settings, prompt=prompt, head=head, head_note=note)
 
 
 _ENGINES: dict[Settings, Engine | UserError] = {}

@@ -33,7 +33,13 @@ class Settings:
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     threads: int = 0  # 0 = all cores this process may use
     db_url: str = DEFAULT_DB_URL
+    data_dir: str = str(DATA_DIR)  # label heads (heads/), the feature cache (cache/), uploads of running jobs
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
+    head: str = "auto"  # auto = use the label head fitted on these weights and this prompt, if there is one | off
+    risk: str = "auto"  # auto = risk phrases + the model's risk readout | phrases = the phrase list only | off
+    risk_phrases: str = ""  # a JSON phrase list in the shape of aio_core/data/risk_phrases.json; "" = built in
+    helpline: str = ""  # help-line sentence in the chat's safe message; "" = the built-in generic one
+    safe_messages: str = ""  # a JSON file in the shape of aio_core/data/safe_messages.json; "" = built in
     uncertain_below: float = 0.70  # confidence under this marks a label "uncertain" (see README, Accuracy)
     max_input_tokens: int = 256  # token budget of one text for the classifier; the full text is still stored
     history_tokens: int = 1024  # token budget of the chat history sent with each reply
@@ -48,7 +54,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
-                   "ui_lang": ("en", "zh")}
+                   "ui_lang": ("en", "zh"), "head": ("auto", "off"),
+                   "risk": ("auto", "phrases", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(
@@ -81,6 +88,14 @@ class Settings:
             values[field.name] = _parse(field.name, field.type, raw.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def heads_dir(self) -> Path:
+        return Path(self.data_dir) / "heads"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data_dir) / "cache"
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

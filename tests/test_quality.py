@@ -34,7 +34,7 @@ def test_every_attack_keeps_the_prompt_structure(engine):
     prompt = get_prompt(DEFAULT_VERSION)
     for attack in ATTACKS:
         prepared = prepared_prompt(engine, prompt.variant_for(attack["text"])[0])
-        body, _ = _body(engine, prepared, attack["text"])
+        body, _ = _body(engine, engine.prompt, prepared, attack["text"])
         text_ids = body[:len(body) - len(prepared.suffix_ids)]
         assert not specials & set(text_ids), attack["text"]
         seen = engine.tokenizer.decode(text_ids)

@@ -6,10 +6,10 @@ the product that imports torch; a new backend implements `base.Backend` and gets
 
 from __future__ import annotations
 
-from aio_core.backends.base import Backend, Prefix, Scores
+from aio_core.backends.base import Backend, Prefix, Readout, Scores
 from aio_core.settings import Settings
 
-__all__ = ["Backend", "Prefix", "Scores", "load_backend"]
+__all__ = ["Backend", "Prefix", "Readout", "Scores", "load_backend"]
 
 
 def load_backend(settings: Settings) -> Backend:

@@ -24,11 +24,20 @@ from aio_core.templating import Tokenizer
 
 
 @dataclass(frozen=True)
+class Readout:
+    """A hidden state to read in the same forward pass: decoder layer `layer`'s output (the last layer after the
+    final norm) at the answer position ("answer"), or averaged over the text's own tokens ("mean")."""
+
+    kind: str  # answer | mean
+    layer: int
+
+
+@dataclass(frozen=True)
 class Scores:
     """What one forward pass read at the answer position of each row."""
 
     logprobs: np.ndarray  # [rows, tokens asked for], float32 log-softmax over the whole vocabulary
-    hidden: np.ndarray | None  # [rows, hidden size] float32 final hidden state, None where the backend cannot
+    hidden: np.ndarray | None  # [rows, readouts asked for, hidden size] float32; None when none was asked for
 
 
 class Prefix(Protocol):
@@ -48,6 +57,7 @@ class Backend(Protocol):
     is_random: bool  # random weights: every label and reply is meaningless
     fingerprint: str
     reads_hidden_states: bool  # False where `score` can only return log-probabilities (a server)
+    layers: int  # decoder layers, for asking for hidden states by number
     max_scored_tokens: int | None  # the most label tokens one `score` can read (a server's top-logprobs limit)
 
     @property
@@ -63,6 +73,8 @@ class Backend(Protocol):
     def prefix(self, ids: list[int]) -> Prefix: ...
 
     def score(self, prefix: Prefix, bodies: Sequence[list[int]], token_ids: Sequence[int], *,
-              hidden: bool = False, use_prefix_cache: bool = True) -> Scores: ...
+              readouts: Sequence[Readout] = (), text_tail: int = 0, use_prefix_cache: bool = True) -> Scores:
+        """`text_tail`: how many tokens at the end of every body are prompt, not text (left out of "mean")."""
+        ...
 
     def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]: ...

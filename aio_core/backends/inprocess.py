@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import (
     LogitsProcessorList,
@@ -24,7 +25,7 @@ from transformers import (
 )
 from transformers.cache_utils import DynamicCache
 
-from aio_core.backends.base import Scores
+from aio_core.backends.base import Readout, Scores
 from aio_core.backends.kvcache import SharedPrefixCache, compute_prefix
 from aio_core.backends.loading import LoadedModel, load_model
 from aio_core.profiles import ModelProfile, Sampling
@@ -69,6 +70,7 @@ class InProcessBackend:
         self.profile: ModelProfile = loaded.profile
         self.fingerprint = loaded.fingerprint
         self.device = loaded.device
+        self.layers: int = loaded.model.config.num_hidden_layers
         self.lock = threading.RLock()
 
     @property
@@ -96,7 +98,7 @@ class InProcessBackend:
 
     @torch.inference_mode()
     def score(self, prefix: TorchPrefix, bodies: Sequence[list[int]], token_ids: Sequence[int], *,
-              hidden: bool = False, use_prefix_cache: bool = True) -> Scores:
+              readouts: Sequence[Readout] = (), text_tail: int = 0, use_prefix_cache: bool = True) -> Scores:
         """Left-padded batch, so the last position is every row's answer position; only it reaches the output
         layer. With the prefix cache the prompt prefix is read from its shared keys and values, not recomputed."""
         rows = list(bodies) if use_prefix_cache else [prefix.ids + list(b) for b in bodies]
@@ -120,13 +122,29 @@ class InProcessBackend:
             kwargs.update(cache=SharedPrefixCache(prefix.kv, len(rows)), use_cache=True)
         else:
             kwargs["use_cache"] = False
+        if readouts:
+            kwargs["output_hidden_states"] = True
         wanted = torch.tensor(list(token_ids))
         with self.lock:
-            last = self.model.model(input_ids=ids.to(self.device), **kwargs).last_hidden_state[:, -1, :]
+            out = self.model.model(input_ids=ids.to(self.device), **kwargs)
+            last = out.last_hidden_state[:, -1, :]
             logits = self.model.lm_head(last).float().cpu()
             logprobs = torch.log_softmax(logits, dim=-1)[:, wanted]
-            states = last.float().cpu().numpy() if hidden else None
+            states = self._readouts(out.hidden_states, mask, readouts, text_tail) if readouts else None
         return Scores(logprobs=logprobs.numpy(), hidden=states)
+
+    @staticmethod
+    def _readouts(layers: tuple[torch.Tensor, ...], mask: torch.Tensor, readouts: Sequence[Readout],
+                  text_tail: int) -> np.ndarray:
+        """hidden_states[n] is decoder layer n's output (the last entry after the final norm); "mean" averages the
+        positions that hold the text: real tokens (mask) other than the prompt's tail."""
+        text = mask.clone().float()
+        if text_tail:
+            text[:, -text_tail:] = 0
+        weights = (text / text.sum(dim=1, keepdim=True).clamp(min=1)).to(layers[0].device)
+        picked = [layers[r.layer][:, -1, :] if r.kind == "answer" else
+                  (layers[r.layer] * weights[..., None].to(layers[r.layer].dtype)).sum(dim=1) for r in readouts]
+        return torch.stack(picked, dim=1).float().cpu().numpy()
 
     def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]:
         """Prefill, then one token per step on a KV cache, the lock taken per step."""

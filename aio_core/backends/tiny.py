@@ -73,9 +73,10 @@ def _word_merges(words: Iterable[str]) -> list[tuple[str, str]]:
 def tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The 256 single-byte tokens in byte order, merged tokens for two spaces and for every label word of every
     prompt version (so, as with a real Qwen tokenizer, a label word is one token), then the special tokens."""
-    from aio_core.prompts import VERSIONS
+    from aio_core.prompts import RISK_PROMPT, VERSIONS
 
-    words = dict.fromkeys(w for v in VERSIONS.values() for forms in v.label_words.values() for w in forms)
+    words = dict.fromkeys(w for v in (*VERSIONS.values(), RISK_PROMPT) for forms in v.label_words.values()
+                          for w in forms)
     merges = _word_merges(words)
     mapping = _bytes_to_unicode()
     vocab = {mapping[b]: b for b in range(256)}
