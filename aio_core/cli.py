@@ -54,26 +54,28 @@ def _rule(settings: Settings):
 
 @command("classify")
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.classify import classify
-    from aio_core.workflows import label_fields
+    from aio_core.workflows import assess, label_fields
     from db.session import writing
     from db.store import NewMessage, add_messages
 
     texts = args.text if args.text != ["-"] else [line.rstrip("\n") for line in sys.stdin if line.strip()]
     engine = _engine(settings)
-    results = classify(texts, engine=engine)
+    results = assess(texts, engine=engine)
     if not args.no_store:
-        rows = [NewMessage(text=t, source="cli", person=args.person, **label_fields(s, engine))
-                for t, s in zip(texts, results, strict=True)]
+        rows = [NewMessage(text=t, source="cli", person=args.person, **label_fields(s, engine, r))
+                for t, (s, r) in zip(texts, results, strict=True)]
         with writing(_db(settings)) as session:
             add_messages(session, rows, rule=_rule(settings))
-    for text, s in zip(texts, results, strict=True):
+    for text, (s, r) in zip(texts, results, strict=True):
         if args.json:
             print(json.dumps({"text": text, "label": s.label, "confidence": round(s.confidence, 4),
                               "p_negative": round(s.p_negative, 4), "uncertain": s.uncertain,
-                              "prompt_version": s.prompt_version, "truncated": s.truncated}, ensure_ascii=False))
+                              "prompt_version": s.prompt_version, "head_id": s.head_id, "truncated": s.truncated,
+                              "risk": r.level if r else None, "risk_category": r.category if r else None},
+                             ensure_ascii=False))
         else:
-            print(f"{s.seed_line}  ({s.badge('en')})  {text}")
+            risk = f"  RISK {r.level} ({r.category})" if r and r.risky else ""
+            print(f"{s.seed_line}  ({s.badge('en')}){risk}  {text}")
     if engine.is_random:
         print(f"note: {engine.description}", file=sys.stderr)
     return 0
@@ -95,7 +97,9 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         if not text:
             break
         turn = start_turn(text, person=args.person, engine=engine, db=db, rule=_rule(settings), options=options)
-        print(turn.sentiment.seed_line, f"({turn.sentiment.badge('en')})", flush=True)
+        risk = (f" RISK {turn.risk.level} ({turn.risk.category}): an alert is open; this is the reviewed safe reply"
+                if turn.risk and turn.risk.risky else "")
+        print(turn.sentiment.seed_line, f"({turn.sentiment.badge('en')}){risk}", flush=True)
         print("assistant> ", end="", flush=True)
         for piece in turn.reply:
             print(piece, end="", flush=True)
@@ -130,7 +134,7 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.evaluate import evaluate, format_report, read_labelled
 
-    total = len(read_labelled(args.file))  # checks the file before the model loads
+    total = len(read_labelled(args.file))  # checks the files before the model loads
     engine = _engine(settings)
     with _progress(total, "evaluating") as bar:
         report = evaluate(args.file, engine=engine, method=args.method,
@@ -138,6 +142,83 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     print(format_report(report))
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+@command("study")
+def _study(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.measure.domains import format_study, read_labelled, study
+
+    rows = read_labelled(args.file)
+    engine = _engine(settings)
+    bars: dict[str, object] = {}
+
+    def progress(version: str, done: int, total: int) -> None:
+        if version not in bars:
+            bars[version] = _progress(total, f"reading with {version}")
+        bars[version].update(done - bars[version].n)
+
+    report = study(rows, engine=engine.with_head(None), prompts=args.prompts.split(","),
+                   corrections=[int(k) for k in args.corrections.split(",") if k.strip()],
+                   cache=settings.cache_dir, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    print(format_study(report))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+@command("fit-head")
+def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.measure.domains import read_labelled
+    from aio_core.workflows.learning import fit_label_head
+
+    total = len(read_labelled(args.file))
+    engine = _engine(settings)
+    with _progress(total, "reading") as bar:
+        head, path = fit_label_head(args.file, engine=engine, db=_db(settings) if args.with_corrections else None,
+                                    progress=lambda done: bar.update(done - bar.n))
+    meta = head.meta
+    print(f"fitted head {head.head_id} on {meta['rows']} rows from {meta['domains']} domains "
+          f"+ {meta['corrections']} correction(s); saved to {path}")
+    for lang, result in meta["leave_one_domain_out"].items():
+        print(f"  {lang}: reads {meta['readouts'][lang]}; leave-one-domain-out mean {result['mean']:.3f}, worst "
+              f"{result['worst']:.3f} ({result['worst_domain']})")
+    print("New labels use it from the next start; `rescore` labels stored messages again.")
+    if args.json:
+        print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
+    return 0
+
+
+@command("correct")
+def _correct(args: argparse.Namespace, settings: Settings) -> int:
+    from db.corrections import correct_label, undo_correction
+    from db.session import writing
+
+    if not args.undo and args.label is None:
+        raise UserError("Give the right label: python -m aio_core correct MESSAGE_ID positive|negative --by NAME.")
+    with writing(_db(settings)) as session:
+        if args.undo:
+            done = undo_correction(session, args.id, by=args.by, rule=_rule(settings))
+            print(f"undid correction {done.id} of message {done.message_id}")
+        else:
+            done = correct_label(session, args.id, args.label, by=args.by, rule=_rule(settings), note=args.note)
+            print(f"message {done.message_id}: {done.from_label} -> {done.to_label} (correction {done.id}); its "
+                  f"person's alerts were re-evaluated")
+    return 0
+
+
+@command("rescore")
+def _rescore(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.workflows.learning import rescore
+
+    if (args.batch is None) == (args.person is None):
+        raise UserError("Say what to re-score: --batch N or --person HANDLE (one of them).")
+    engine = _engine(settings)
+    rows, changed = rescore(engine=engine, db=_db(settings), by=args.by, batch_id=args.batch, handle=args.person)
+    print(f"re-scored {rows} message(s) with {engine.labeller}: {changed} label(s) changed; the old labels are kept "
+          f"as versions and corrections stay in force")
     return 0
 
 
@@ -169,8 +250,8 @@ def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("export-person")
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from db.privacy import export_person
     from db.session import reading
-    from db.store import export_person
 
     with reading(_db(settings)) as session:
         data = export_person(session, args.handle)
@@ -182,8 +263,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("erase-person")
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from db.privacy import erase_person
     from db.session import compact, writing
-    from db.store import erase_person
 
     db = _db(settings)
     with writing(db) as session:
@@ -237,12 +318,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", default=None)
     p.add_argument("-o", "--output", default=None, help="write the input plus label/confidence/uncertain/flagged")
     p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (AIO_BATCH_SIZE)")
-    p = add("eval", "accuracy on a labelled CSV (text,label[,lang])")
-    p.add_argument("file")
+    p = add("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
+                    "and risk recall/false alarms when a risk column is there")
+    p.add_argument("file", nargs="+")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
     p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
                    help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
                         "only the generated tokens")
+    p = add("study", "leave-one-domain-out: prompts, the learned head and corrections, per domain, mean and worst")
+    p.add_argument("file", nargs="+", help="labelled CSVs; a domain column, or each file is one domain per language")
+    p.add_argument("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)")
+    p.add_argument("--corrections", default="0,10,20,50",
+                   help="corrections from the held-out domain to add to the head (comma list)")
+    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p = add("fit-head", "fit the label head for these weights and prompt on labelled CSVs (and corrections)")
+    p.add_argument("file", nargs="+")
+    p.add_argument("--with-corrections", action="store_true", default=False,
+                   help="add the corrections stored in the database, weighted above file rows")
+    p.add_argument("--json", action="store_true", default=False)
+    p = add("correct", "correct a stored message's label (or undo a correction); alerts follow at once")
+    p.add_argument("id", type=int, help="message id (with --undo: correction id)")
+    p.add_argument("label", nargs="?", choices=("positive", "negative"), default=None)
+    p.add_argument("--by", required=True, help="who corrects (kept in the history)")
+    p.add_argument("--note", default="")
+    p.add_argument("--undo", action="store_true", default=False)
+    p = add("rescore", "label a batch's or a person's stored messages again (old labels kept as versions)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--person", default=None)
+    p.add_argument("--by", required=True)
     p = add("bench", "speed and memory, with the seed article's method as baseline in the same run")
     p.add_argument("--json", action="store_true", default=False, help="print the figures as JSON, last line")
     p.add_argument("--quick", action="store_true", default=False, help="about a minute instead of five")

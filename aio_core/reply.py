@@ -7,12 +7,17 @@ yielded as soon as it is complete UTF-8.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 
 from aio_core.classify import Sentiment
 from aio_core.engine import Engine
+from aio_core.errors import UserError
 from aio_core.prompts import assistant_system_prompt, detect_lang
+from aio_core.settings import Settings
 from aio_core.templating import Message, Tokenizer, clip, encode_chat, encode_content
 
 _MARKUP_TOKENS = 8  # per turn: <|im_start|>role\n ... <|im_end|>\n
@@ -104,3 +109,29 @@ def reply_text(history: Sequence[Message], *, engine: Engine, sentiment: Sentime
     messages = build_messages(engine, history, sentiment)
     ids = list(generate_tokens(engine, messages, options))
     return engine.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+SAFE_MESSAGES = Path(__file__).resolve().parent / "data" / "safe_messages.json"
+
+
+@lru_cache(maxsize=4)
+def _safe_messages(path: str) -> dict:
+    where = Path(path) if path else SAFE_MESSAGES
+    try:
+        found = json.loads(where.read_text(encoding="utf-8"))
+        for level in ("urgent", "concern"):
+            for lang in ("en", "zh"):
+                found["messages"][level][lang].format(helpline="")
+                found["helpline"][lang].format()
+        return found
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise UserError(f"AIO_SAFE_MESSAGES={where} is not a usable safe-message file ({exc}); start from a copy of "
+                        f"{SAFE_MESSAGES.name}.") from None
+
+
+def safe_reply(level: str, lang: str, settings: Settings) -> tuple[str, str]:
+    """The reviewed reply to a concern/urgent message in the user's language, and the file's version."""
+    found = _safe_messages(settings.safe_messages)
+    lang = lang if lang in ("en", "zh") else "en"
+    helpline = settings.helpline or found["helpline"][lang]
+    return found["messages"][level][lang].format(helpline=helpline).strip(), str(found.get("version", ""))

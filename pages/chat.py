@@ -1,10 +1,16 @@
-"""Chat: pick who is chatting, see their stored conversation, talk; every turn is labelled and stored."""
+"""Chat: pick who is chatting, see their stored conversation, talk; every turn is labelled and stored.
+
+While a reply streams the input is disabled (the message waits in the session until its turn has run), so a second
+message cannot cut the first reply off; a reply that was cut off anyway (the page was left) is stored and shown as
+interrupted. A message with a risk gets the reviewed safe message, marked as such.
+"""
 
 import streamlit as st
 
+from aio_core.classify import seed_line
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
-from db.store import chat_history_of, list_people
+from db.store import chat_history, list_people
 from pages.shared import (
     database,
     label_badge,
@@ -13,6 +19,7 @@ from pages.shared import (
     plain,
     plain_stream,
     read,
+    risk_badge,
     rule,
     show_model_line,
     show_model_problem,
@@ -41,19 +48,39 @@ if choice == NEW:
 else:
     handle = choice
 
-for message in read(chat_history_of, handle) if handle else []:
+
+def user_caption(label, confidence, uncertain, risk, category) -> None:
+    st.caption(label_badge(label, confidence, uncertain))
+    if risk_badge(risk, category):
+        st.warning(risk_badge(risk, category))
+
+
+stored = read(chat_history, handle) if handle else []
+for message in stored:
     with st.chat_message("user"):
         st.markdown(plain(message.text))
-        st.caption(label_badge(message.label, message.confidence, message.uncertain))
+        if message is stored[-1] and (message.human_label or message.label):
+            st.markdown(seed_line(message.human_label or message.label))  # the seed article's line, as it showed it
+        user_caption(message.human_label or message.label, message.confidence, message.uncertain, message.risk,
+                     message.risk_category)
     if message.reply:
         with st.chat_message("assistant"):
             st.markdown(plain(message.reply))
+            if message.reply_kind == "safe":
+                st.caption(t("safe_reply"))
+            if message.reply_interrupted:
+                st.caption(t("interrupted"))
 
-prompt = st.chat_input(t("chat_placeholder"), key="chat_input")
-if prompt:
+pending = st.session_state.pop("pending_message", None)
+typed = st.chat_input(t("chat_placeholder"), key="chat_input", disabled=pending is not None)
+if typed:
     if not handle:
         st.warning(t("need_handle"))
         st.stop()
+    st.session_state["pending_message"] = (typed, handle, display_name, group)
+    st.rerun()  # runs the turn with the input disabled
+if pending:
+    prompt, handle, display_name, group = pending
     try:
         turn = start_turn(prompt, person=handle, engine=state.engine, db=database(), rule=rule(),
                           display_name=display_name, group=group)
@@ -66,9 +93,11 @@ if prompt:
             st.caption(label_badge(None, None, None))
         else:
             st.markdown(turn.sentiment.seed_line)  # the seed article's line, as it showed it
-            st.caption(label_badge(turn.sentiment.label, turn.sentiment.confidence, turn.sentiment.uncertain))
+            user_caption(turn.sentiment.label, turn.sentiment.confidence, turn.sentiment.uncertain,
+                         turn.risk.level if turn.risk else None, turn.risk.category if turn.risk else None)
     if turn.reply is not None:
         with st.chat_message("assistant"):
             st.write_stream(plain_stream(turn.reply))
-    else:
-        st.info(t("stored_unlabelled"))
+            if turn.reply_kind == "safe":
+                st.caption(t("safe_reply"))
+    st.rerun()  # the input comes back; the turn is shown from the store

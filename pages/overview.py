@@ -8,17 +8,36 @@ from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import label_pending
 from aio_core.workflows.demo import fill_demo
 from db.reports import overview_report
-from pages.shared import database, loaded_model, model, page, read, rule, show_model_line, show_model_problem, t
+from pages.shared import (
+    database,
+    loaded_model,
+    model,
+    page,
+    read,
+    risk_badge,
+    rule,
+    show_model_line,
+    show_model_problem,
+    t,
+)
 
 page("overview")
 report = read(overview_report)
 totals = report.totals
 
-columns = st.columns(4)
+columns = st.columns(5)
 columns[0].metric(t("messages_stored"), f"{totals.messages:,}")
 columns[1].metric(t("negative_share"), f"{totals.negative_share:.0%}" if totals.labelled else "–")
-columns[2].metric(t("open_alerts"), totals.open_alerts)
-columns[3].metric(t("people"), totals.people)
+columns[2].metric(t("urgent_metric"), totals.urgent_alerts)
+columns[3].metric(t("open_alerts"), totals.open_alerts)
+columns[4].metric(t("people"), totals.people)
+
+if report.urgent:  # risk alerts come first, with the message that raised them
+    st.subheader(t("urgent_alerts"))
+    st.dataframe(pd.DataFrame([{
+        t("person"): a.person.display_name, "handle": a.person.handle, "risk": risk_badge(a.severity, a.category),
+        "message": a.message.text if a.message else "", "at": a.window_end, "status": a.status,
+    } for a in report.urgent]), hide_index=True, key="urgent")
 
 engine = loaded_model()
 if engine is not None:

@@ -7,8 +7,8 @@ import streamlit as st
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
-from aio_core.workflows.screening import ScreenOptions, guess_columns, results_csv, screen_file, stored_batch_csv
-from db.batches import batch_rows, list_batches
+from aio_core.workflows.screening import ScreenOptions, batch_csv, guess_columns, screen_file
+from db.batches import BatchView, batch_rows, count_rows, list_batches
 from pages.shared import (
     database,
     duration,
@@ -93,28 +93,21 @@ st.subheader(t("results", id=batch.id, name=batch.file_name))
 controls = st.columns(3)
 flagged_only = controls[0].toggle(t("flagged_only"), key="flagged_only")
 threshold = controls[1].slider(t("threshold"), 0.5, 1.0, float(config.uncertain_below), 0.01, key="threshold")
-order = controls[2].selectbox(t("sort_by"), ["row", "negative"], key="sort",
-                              format_func=lambda o: t("sort_row") if o == "row" else t("sort_negative"))
-rows = read(lambda session: list(batch_rows(session, batch_id, threshold=threshold)))
+ORDER_NAMES = {"row": "sort_row", "negative": "sort_negative", "risk": "sort_risk"}
+order = controls[2].selectbox(t("sort_by"), list(ORDER_NAMES), key="sort", format_func=lambda o: t(ORDER_NAMES[o]))
+# What the reviewer asked to see, as one query: the table shows it and the download writes exactly it.
+view = BatchView(flagged_only=flagged_only, threshold=threshold, order=order)
+SHOWN = 5000
+rows = read(lambda session: list(batch_rows(session, batch_id, view, limit=SHOWN)))
+total = read(count_rows, batch_id, view)
 table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": r.label,
-                       "confidence": r.confidence, "uncertain": r.uncertain, "flagged": r.flagged} for r in rows],
-                     columns=["row", "person", "text", "label", "confidence", "uncertain", "flagged"])
-if flagged_only:
-    table = table[table["flagged"]]
-if order == "negative":
-    negative_first = table["confidence"].where(table["label"] == "negative", 1 - table["confidence"])
-    table = table.assign(_key=negative_first).sort_values("_key", ascending=False).drop(columns="_key")
-st.caption(t("rows_shown", shown=len(table), total=len(rows)))
+                       "confidence": r.confidence, "uncertain": r.uncertain, "risk": r.risk,
+                       "flagged": r.flagged} for r in rows],
+                     columns=["row", "person", "text", "label", "confidence", "uncertain", "risk", "flagged"])
+st.caption(t("rows_shown", shown=len(table), total=total))
 st.dataframe(table, hide_index=True, key="results",
              column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
 
 db = database()
-if info is not None and info.sha256 == batch.sha256:
-    def download() -> bytes:
-        with uploaded_path(upload) as path:
-            return results_csv(inspect_csv(path, upload.name), batch_id, db=db, threshold=threshold)
-else:
-    def download() -> bytes:
-        return stored_batch_csv(batch_id, db=db, threshold=threshold)
-st.download_button(t("download"), data=download, file_name=f"screened-{batch.file_name.rsplit('.', 1)[0]}.csv",
-                   mime="text/csv", key="download")
+st.download_button(t("download"), data=lambda: batch_csv(batch_id, db=db, view=view),
+                   file_name=f"screened-{batch.file_name.rsplit('.', 1)[0]}.csv", mime="text/csv", key="download")

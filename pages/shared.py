@@ -164,3 +164,10 @@ def plain_stream(pieces: Iterable[str]) -> Iterator[str]:
 def label_badge(label: str | None, confidence: float | None, uncertain: bool | None) -> str:
     """A stored label's badge in the page's language; messages stored without a model say so."""
     return "⏳ " + t("unlabelled_badge") if label is None else badge(label, confidence, bool(uncertain), lang())
+
+
+def risk_badge(level: str | None, category: str | None) -> str:
+    """A stored risk assessment's badge in the page's language; empty when there is no risk."""
+    if level not in ("concern", "urgent"):
+        return ""
+    return t(f"risk_{level}", category=t(category) if category else "?")

@@ -101,6 +101,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "reopen": {"en": "Reopen", "zh": "重新打开"},
     "alert_updated": {"en": "Alert {id} is now {status}.", "zh": "预警 {id} 已变为 {status}。"},
     "history": {"en": "History", "zh": "记录"},
+    # risk
+    "risk_urgent": {"en": "🚨 urgent risk: {category}", "zh": "🚨 紧急风险：{category}"},
+    "risk_concern": {"en": "⚠️ possible risk: {category}", "zh": "⚠️ 可能有风险：{category}"},
+    "self-harm": {"en": "self-harm", "zh": "自伤/自杀"},
+    "harm-to-others": {"en": "harm to others", "zh": "伤害他人"},
+    "abuse": {"en": "abuse", "zh": "虐待"},
+    "bullying": {"en": "bullying", "zh": "霸凌"},
+    "safe_reply": {"en": "Reviewed safe message (not generated); a risk alert is open for a teacher.",
+                   "zh": "已审核的安全回复（非模型生成）；已为老师打开风险预警。"},
+    "interrupted": {"en": "⏸ This reply was cut off before it finished.", "zh": "⏸ 这条回复没有生成完就被中断了。"},
+    "urgent_alerts": {"en": "Risk alerts: look now", "zh": "风险预警：请立即查看"},
+    "urgent_metric": {"en": "Urgent risk alerts", "zh": "紧急风险预警"},
+    "sort_risk": {"en": "risk first", "zh": "风险优先"},
+
 }
 
 

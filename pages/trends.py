@@ -6,10 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
-from db.reports import person_report
+from db.reports import person_report, rank_people
 from db.rules import AlertRule
-from db.store import rank_people
-from pages.shared import page, read, rule, t, write
+from pages.shared import page, read, risk_badge, rule, t, write
 
 page("trends")
 ranked = read(rank_people, days=rule().days, limit=500)
@@ -41,7 +40,7 @@ handles = [p.handle for p in ranked]
 handle = st.selectbox(t("person"), handles, key="trend_person",
                       format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
 summary = next(p for p in ranked if p.handle == handle)
-report = read(person_report, summary.person_id, chosen)
+report = read(person_report, handle, chosen)
 
 st.subheader(t("messages_over_time"))
 if not report.points:
@@ -73,7 +72,9 @@ alerts = read(list_alerts, tuple(statuses))
 if not alerts:
     st.caption(t("no_alerts"))
     st.stop()
-st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, "status": a.status, "rule": a.rule,
+st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, "status": a.status,
+                            "rule": risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
+                            "message": a.message.text if a.kind == "risk" and a.message else "",
                             t("negative_share"): round(a.negative_share, 2), "from": a.window_start,
                             "to": a.window_end, "updated": a.updated_at, "by": a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")

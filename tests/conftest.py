@@ -3,8 +3,10 @@ files in a temporary folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,13 +20,22 @@ from aio_core.settings import Settings  # noqa: E402
 from db.rules import AlertRule  # noqa: E402
 from db.session import make_db  # noqa: E402
 
-TINY = Settings(model="tiny-random", dtype="float32", db_url="sqlite://")
+# The random model's risk readout is noise, so tests see the phrase list only unless they ask for the model
+# (`with_model_risk`); and no head a developer fitted under ./data can leak into a test.
+TINY = Settings(model="tiny-random", dtype="float32", db_url="sqlite://", risk="phrases",
+                data_dir=tempfile.mkdtemp(prefix="aio-test-data-"))
 
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     """The tiny model, fp32 so that comparisons between code paths can be tight."""
     return load_engine(TINY)
+
+
+@pytest.fixture(scope="session")
+def with_model_risk(engine: Engine) -> Engine:
+    """The same loaded tiny model with the model's risk readout switched on."""
+    return dataclasses.replace(engine, settings=engine.settings.replace(risk="auto"))
 
 
 # AIO_TEST_DB_URL=postgresql+psycopg://... runs every test that uses `db` against that server instead of a SQLite

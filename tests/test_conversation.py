@@ -10,8 +10,8 @@ from aio_core.workflows.conversation import history, label_pending, start_turn
 from aio_core.workflows.demo import DEMO_GROUP, DEMO_MODEL, fill_demo
 from db.alerts import list_alerts
 from db.models import Message, Person
+from db.reports import overview
 from db.session import reading
-from db.store import overview
 
 
 def test_turn_is_labelled_stored_and_its_reply_stored(engine, db, rule):
@@ -30,7 +30,19 @@ def test_a_reply_abandoned_half_way_keeps_what_was_shown(engine, db, rule):
     first = next(turn.reply)
     turn.reply.close()  # the page was closed while streaming
     with reading(db) as session:
-        assert session.get(Message, turn.message_id).reply == first
+        message = session.get(Message, turn.message_id)
+        assert message.reply == first and message.reply_interrupted
+    # A cut-off reply is not continued from as if the assistant had said it all.
+    assert history(db, "bo") == [{"role": "user", "content": "hello"}]
+
+
+def test_a_finished_reply_is_not_marked_interrupted(engine, db, rule):
+    turn = start_turn("hello", person="bo", engine=engine, db=db, rule=rule,
+                      options=ReplyOptions(seed=3, max_new_tokens=8))
+    "".join(turn.reply)
+    with reading(db) as session:
+        message = session.get(Message, turn.message_id)
+        assert message.reply and not message.reply_interrupted and message.reply_kind == "generated"
 
 
 def test_without_a_model_messages_are_kept_and_labelled_later(engine, db, rule):

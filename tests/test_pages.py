@@ -25,6 +25,8 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("AIO_MODEL", "tiny-random")
     monkeypatch.setenv("AIO_DB_URL", url)
     monkeypatch.setenv("AIO_UPLOAD_MB", "1")
+    monkeypatch.setenv("AIO_RISK", "phrases")  # the random model's risk readout is noise
+    monkeypatch.setenv("AIO_DATA_DIR", str(tmp_path / "data"))
     db = make_db(url)
     yield db
     db.dispose()

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
-from aio_core.workflows.screening import ScreenOptions, screen_file
+from aio_core.workflows.screening import ScreenOptions, batch_csv, screen_file
+from db.batches import BatchView, batch_rows
 from db.models import Batch, Message
 from db.session import reading
 
@@ -51,9 +52,11 @@ def test_every_row_is_stored_once_with_its_label_and_the_results_file_matches(tm
         assert first.created_at.isoformat() == "2026-05-02T10:01:00" and first.source == "csv"
         assert first.prompt_version == engine.prompt.version
     out = inspect_csv(tmp_path / "out.csv")
-    assert out.header == ("author", "comment", "posted", "label", "confidence", "uncertain", "flagged")
+    assert out.header == ("author", "comment", "posted", "label", "confidence", "uncertain", "risk", "risk_category",
+                          "flagged")
     rows = [row for _, _, row in iter_rows(out)]
     assert len(rows) == 300 and rows[0]["label"] == "" and rows[1]["label"] in ("positive", "negative")
+    assert all(r["risk"] == "none" for r in rows if r["label"])
     assert all(r["flagged"] == str(r["label"] == "negative" and r["uncertain"] == "false").lower()
                for r in rows if r["label"])
     assert "Screened 300 rows" in summary.line() and "6 blank text(s) skipped (lines 2, 52" in summary.line()
@@ -141,3 +144,41 @@ def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expec
 
     guess = guess_columns(inspect_csv(path))
     assert (guess.text_column, guess.person_column, guess.time_column) == expected
+
+
+def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, engine, db):
+    """Moderators export the last 30 days every week: the rows both files hold (same author, time and text) are
+    stored once, and the summary counts them."""
+    first = comments(tmp_path / "week1.csv", 40)
+    screen_file(first, ScreenOptions("comment", "author", "posted"), engine=engine, db=db)
+    second = tmp_path / "week2.csv"
+    with second.open("w", newline="", encoding="utf-8") as handle:
+        lines = first.read_text(encoding="utf-8").splitlines()
+        handle.write("\n".join([lines[0], *lines[21:], "user9,a brand new comment,2026-06-01 09:00"]) + "\n")
+    summary = screen_file(second, ScreenOptions("comment", "author", "posted"), engine=engine, db=db)
+    assert summary.duplicate == 20 and "20 row(s) already stored" in summary.line()
+    assert len(stored(db)) == 41
+
+
+def test_the_download_is_exactly_the_view_on_screen(tmp_path, engine, db):
+    """Flagged only, the threshold and the order the reviewer chose are what the CSV holds, with the file's own
+    columns: the page's table and the download come from one query."""
+    source = tmp_path / "in.csv"
+    source.write_text("id,comment\n1,I want to kill myself\n2,lovely day\n3,this is terrible\n4,great stuff\n",
+                      encoding="utf-8")
+    summary = screen_file(source, ScreenOptions("comment"), engine=engine, db=db)
+    assert summary.risky == 1
+    everything = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_csv(summary.batch_id, db=db)))]
+    assert [r["id"] for r in everything] == ["1", "2", "3", "4"] and everything[0]["risk"] == "urgent"
+    view = BatchView(flagged_only=True, order="risk")
+    flagged = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_csv(summary.batch_id, db=db, view=view)))]
+    with reading(db) as session:
+        expected = [str(r.cells[0]) for r in batch_rows(session, summary.batch_id, view)]
+    assert [r["id"] for r in flagged] == expected and expected[0] == "1"
+    assert all(r["flagged"] == "true" for r in flagged)
+
+
+def inspect_csv_bytes(folder: Path, data: bytes):
+    path = folder / "download.csv"
+    path.write_bytes(data)
+    return inspect_csv(path)

@@ -6,9 +6,12 @@ the conversions between them live here, once: settings to the alert rule, a Sent
 
 from __future__ import annotations
 
-from aio_core.classify import Sentiment
+from collections.abc import Callable, Sequence
+
+from aio_core.classify import Sentiment, classify
 from aio_core.engine import Engine
 from aio_core.errors import UserError
+from aio_core.risk import Risk, assess_risk
 from aio_core.settings import Settings
 from db.errors import StoreError
 from db.rules import AlertRule
@@ -23,7 +26,19 @@ def alert_rule(settings: Settings) -> AlertRule:
                      share=settings.alert_share, min_messages=settings.alert_min_messages)
 
 
-def label_fields(sentiment: Sentiment, engine: Engine) -> dict[str, object]:
-    """A Sentiment as the label columns of a stored message (`NewMessage` / `set_label` keywords)."""
-    return {"label": sentiment.label, "confidence": sentiment.confidence, "p_negative": sentiment.p_negative,
-            "uncertain": sentiment.uncertain, "model": engine.name, "prompt_version": sentiment.prompt_version}
+def label_fields(sentiment: Sentiment, engine: Engine, risk: Risk | None = None) -> dict[str, object]:
+    """A Sentiment (and its Risk) as the label columns of a stored message (`NewMessage` / `set_labels`)."""
+    fields: dict[str, object] = {
+        "label": sentiment.label, "confidence": sentiment.confidence, "p_negative": sentiment.p_negative,
+        "uncertain": sentiment.uncertain, "model": engine.name, "fingerprint": engine.fingerprint,
+        "prompt_version": sentiment.prompt_version, "head_id": sentiment.head_id}
+    if risk is not None:
+        fields.update(risk.fields())
+    return fields
+
+
+def assess(texts: Sequence[str], *, engine: Engine, progress: Callable[[int], None] | None = None
+           ) -> list[tuple[Sentiment, Risk | None]]:
+    """Sentiment and risk for each text: the two signals every stored message gets."""
+    sentiments = classify(texts, engine=engine, progress=progress)
+    return list(zip(sentiments, assess_risk(texts, engine=engine, sentiments=sentiments), strict=True))

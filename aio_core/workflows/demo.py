@@ -15,9 +15,10 @@ from sqlalchemy import Engine as Database
 
 from aio_core.errors import UserError
 from db.models import utcnow
+from db.reports import overview
 from db.rules import AlertRule
 from db.session import reading, writing
-from db.store import NewMessage, add_messages, overview
+from db.store import NewMessage, add_messages
 
 DEMO_GROUP = "Demo class (simulated)"
 DEMO_MODEL = "simulated-demo"

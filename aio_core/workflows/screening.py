@@ -19,16 +19,25 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine as Database
 
-from aio_core.classify import classify
 from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from aio_core.workflows import alert_rule, label_fields
-from db.batches import BatchRow, batch_counts, batch_rows, create_batch, find_batch, finish_batch, record_progress
+from aio_core.workflows import alert_rule, assess, label_fields
+from db.batches import (
+    BatchRow,
+    BatchView,
+    batch_counts,
+    batch_rows,
+    create_batch,
+    find_batch,
+    finish_batch,
+    get_header,
+    record_progress,
+)
 from db.session import reading, writing
 from db.store import NewMessage, add_messages
 
-RESULT_COLUMNS = ("label", "confidence", "uncertain", "flagged")
+RESULT_COLUMNS = ("label", "confidence", "uncertain", "risk", "risk_category", "flagged")
 CHUNK_ROWS = 256
 
 
@@ -54,6 +63,8 @@ class ScreenSummary:
     blank_lines: list[int] = field(default_factory=list)  # lines of blank texts (first 20), skipped
     blank: int = 0
     people_alerted: int = 0
+    risky: int = 0
+    duplicate: int = 0  # rows whose person, time and text were stored already (an overlapping export)
     seconds: float = 0.0  # this run's wall time
     resumed_at: int = 0  # rows already done by an earlier, interrupted run
     already_complete: bool = False
@@ -75,8 +86,11 @@ class ScreenSummary:
         if self.blank:
             shown = ", ".join(map(str, self.blank_lines)) + (" ..." if self.blank > len(self.blank_lines) else "")
             blank = f" {self.blank} blank text(s) skipped" + (f" (lines {shown})." if self.blank_lines else ".")
+        duplicate = (f" {self.duplicate:,} row(s) already stored from an earlier file were not stored twice."
+                     if self.duplicate else "")
         return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
-                f"{self.flagged:,} flagged, {self.people_alerted} people with an open alert.{blank}")
+                f"{self.risky:,} at risk, {self.flagged:,} flagged, {self.people_alerted} people with an open alert."
+                f"{blank}{duplicate}")
 
 
 _TEXT_NAMES = re.compile(r"text|comment|content|message|body|review|tweet|post|评论|内容|留言|正文|文本|消息", re.I)
@@ -161,7 +175,8 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         batch = find_batch(session, info.sha256, options.key())
         if batch is None:
             batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
-                                 row_count=info.rows, model=engine.name, prompt_version=engine.prompt.version)
+                                 row_count=info.rows, model=engine.name, prompt_version=engine.prompt.version,
+                                 header=list(info.header))
         batch_id, done, complete = batch.id, batch.rows_done, batch.status == "complete"
     summary = ScreenSummary(batch_id=batch_id, file_name=info.name, rows=info.rows, labelled=0, negatives=0,
                             flagged=0, resumed_at=0 if complete else done, already_complete=complete)
@@ -173,18 +188,21 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         for _, line, row in chunk:
             if not row[options.text_column].strip() and len(summary.blank_lines) < 20:
                 summary.blank_lines.append(line)
-        labels = classify([row[options.text_column] for _, _, row in texts], engine=engine)
+        labels = assess([row[options.text_column] for _, _, row in texts], engine=engine)
         messages = [
             NewMessage(text=row[options.text_column], source="csv",
                        person=(row[options.person_column].strip() or None) if options.person_column else None,
                        created_at=parse_time(row[options.time_column]) if options.time_column else None,
-                       batch_id=batch_id, row_index=n, **label_fields(s, engine))
-            for (n, _, row), s in zip(texts, labels, strict=True)
+                       batch_id=batch_id, row_index=n, cells=json.dumps([row[c] for c in info.header],
+                                                                        ensure_ascii=False),
+                       **label_fields(sentiment, engine, risk))
+            for (n, _, row), (sentiment, risk) in zip(texts, labels, strict=True)
         ]
         with writing(db) as session:
-            add_messages(session, messages, rule=rule)
+            ids = add_messages(session, messages, rule=rule,
+                               skip_duplicates=bool(options.person_column and options.time_column))
             record_progress(session, batch_id, rows=len(chunk), blank=len(chunk) - len(texts),
-                            seconds=time.perf_counter() - tick)
+                            duplicate=ids.count(None), seconds=time.perf_counter() - tick)
         done += len(chunk)
         if progress:
             progress(done, info.rows)
@@ -195,6 +213,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         counts = batch_counts(session, batch_id)
     summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
     summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
+    summary.risky, summary.duplicate = counts.risky, counts.duplicate
     if out is not None:
         write_results(info, batch_id, db=db, out=out)
     summary.seconds = time.perf_counter() - started
@@ -207,17 +226,17 @@ def result_header(info: CsvInfo) -> list[str]:
 
 
 def _result_cells(stored: BatchRow | None) -> list[object]:
-    if stored is None:  # a blank text: reported and skipped, never sent to the model
-        return ["", "", "", ""]
-    return [stored.label, f"{stored.confidence:.3f}", str(bool(stored.uncertain)).lower(),
-            str(stored.flagged).lower()]
+    if stored is None:  # a blank text (reported and skipped, never sent to the model) or an already stored row
+        return [""] * len(RESULT_COLUMNS)
+    return [stored.label or "", "" if stored.confidence is None else f"{stored.confidence:.3f}",
+            "" if stored.uncertain is None else str(bool(stored.uncertain)).lower(), stored.risk or "",
+            stored.risk_category or "", str(stored.flagged).lower()]
 
 
-def result_rows(info: CsvInfo, batch_id: int, *, db: Database, threshold: float | None = None
-                ) -> Iterator[list[object]]:
-    """The input rows in file order, each with label, confidence, uncertain and flagged from the store."""
+def result_rows(info: CsvInfo, batch_id: int, *, db: Database) -> Iterator[list[object]]:
+    """Every input row in file order, each with our columns from the store (empty for blank texts)."""
     with reading(db) as session:
-        stored = batch_rows(session, batch_id, threshold=threshold)
+        stored = batch_rows(session, batch_id)
         pending = next(stored, None)
         for number, _, row in iter_rows(info):
             while pending is not None and pending.row < number:
@@ -230,14 +249,13 @@ def write_results(info: CsvInfo, batch_id: int, *, db: Database, out: Path | str
     return write_csv(out, result_header(info), result_rows(info, batch_id, db=db))
 
 
-def results_csv(info: CsvInfo, batch_id: int, *, db: Database, threshold: float | None = None) -> bytes:
-    """The results file (input columns + ours) as bytes, for a download."""
-    return csv_bytes(result_header(info), result_rows(info, batch_id, db=db, threshold=threshold))
-
-
-def stored_batch_csv(batch_id: int, *, db: Database, threshold: float | None = None) -> bytes:
-    """A batch's results from the store alone (when the original file is gone): row, person, text and ours."""
+def batch_csv(batch_id: int, *, db: Database, view: BatchView | None = None) -> bytes:
+    """Exactly the rows a reviewer sees for `view` (flagged only or all, their threshold, their order), from the
+    store alone: the file's own columns (as uploaded), then ours. The page's table and this download are one query."""
     with reading(db) as session:
-        rows = [[r.row, r.person or "", r.text, *_result_cells(r)] for r in batch_rows(session, batch_id,
-                                                                                        threshold=threshold)]
-    return csv_bytes(["row", "person", "text", *RESULT_COLUMNS], rows)
+        stored_header = json.loads(get_header(session, batch_id) or "[]")
+        header = list(stored_header) or ["row", "person", "text"]
+        ours = [c if c not in header else f"{c}_aio" for c in RESULT_COLUMNS]
+        rows = [[*(r.cells if r.cells is not None and stored_header else [r.row, r.person or "", r.text]),
+                 *_result_cells(r)] for r in batch_rows(session, batch_id, view)]
+    return csv_bytes([*header, *ours], rows)
