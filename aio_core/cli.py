@@ -145,6 +145,28 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("eval-replies")
+def _eval_replies(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.measure.replies import evaluate_replies, format_replies, read_conversations
+    from aio_core.reply import ReplyOptions
+
+    conversations = read_conversations(args.file)  # checks the file before the model loads
+    engine = _engine(settings)
+    with _progress(len(conversations), "replying") as bar:
+        summary, results = evaluate_replies(conversations, engine=engine,
+                                            options=ReplyOptions(seed=args.seed, max_new_tokens=args.max_new_tokens),
+                                            progress=lambda done: bar.update(done - bar.n))
+    print(format_replies(summary, results))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            for result in results:
+                handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+        print(f"replies written to {args.out}")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
 @command("study")
 def _study(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.domains import format_study, read_labelled, study
@@ -325,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
                    help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
                         "only the generated tokens")
+    p = add("eval-replies", "reply quality: generate the next turn of each conversation (JSON Lines) and check it")
+    p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn')
+    p.add_argument("--json", action="store_true", default=False, help="print the summary as JSON, last line")
+    p.add_argument("--out", default=None, help="write each conversation with its reply and checks (JSON Lines)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--max-new-tokens", type=int, default=None)
     p = add("study", "leave-one-domain-out: prompts, the learned head and corrections, per domain, mean and worst")
     p.add_argument("file", nargs="+", help="labelled CSVs; a domain column, or each file is one domain per language")
     p.add_argument("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)")
