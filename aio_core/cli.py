@@ -134,6 +134,9 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.evaluate import evaluate, format_report, read_labelled
 
+    if args.by == "domain":  # the leave-one-domain-out report, with the study's defaults
+        args.prompts, args.corrections = args.prompts or "v1-plain,v4-feels-masked", "0,20"
+        return _study(args, settings)
     total = len(read_labelled(args.file))  # checks the files before the model loads
     engine = _engine(settings)
     with _progress(total, "evaluating") as bar:
@@ -344,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and risk recall/false alarms when a risk column is there")
     p.add_argument("file", nargs="+")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p.add_argument("--by", choices=("domain",), default=None,
+                   help="domain: the leave-one-domain-out report (the same as `study`)")
+    p.add_argument("--prompts", default=None, help=argparse.SUPPRESS)
     p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
                    help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
                         "only the generated tokens")

@@ -10,6 +10,7 @@ from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.screening import ScreenOptions, batch_csv, guess_columns, screen_file
 from db.batches import BatchView, batch_rows, count_rows, list_batches
 from pages.shared import (
+    correction_form,
     database,
     duration,
     model,
@@ -107,6 +108,8 @@ table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label"
 st.caption(t("rows_shown", shown=len(table), total=total))
 st.dataframe(table, hide_index=True, key="results",
              column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
+
+correction_form("screen_fix", {r.message_id: f"row {r.row}: {r.text[:60]} ({r.label})" for r in rows})
 
 db = database()
 st.download_button(t("download"), data=lambda: batch_csv(batch_id, db=db, view=view),

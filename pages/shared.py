@@ -23,6 +23,7 @@ from aio_core.classify import badge
 from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS, alert_rule
+from db.corrections import correct_label
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
 from pages.strings import text
@@ -171,3 +172,20 @@ def risk_badge(level: str | None, category: str | None) -> str:
     if level not in ("concern", "urgent"):
         return ""
     return t(f"risk_{level}", category=t(category) if category else "?")
+
+
+def correction_form(key: str, choices: dict[int, str]) -> None:
+    """Correct one shown message's label ({message id: how it is shown}). Stored with who and when; the model's label
+    is kept, and from now on the effective label (alerts, trends, exports) is the person's."""
+    if not choices:
+        return
+    with st.expander(t("correct_label")):
+        message_id = st.selectbox(t("message"), list(choices), key=f"{key}_message", format_func=choices.get)
+        columns = st.columns(2)
+        label = columns[0].radio(t("right_label"), ["positive", "negative"], key=f"{key}_label", format_func=t,
+                                 horizontal=True)
+        who = columns[1].text_input(t("your_name"), key=f"{key}_who")
+        if st.button(t("save_correction"), key=f"{key}_save"):
+            done = write(correct_label, message_id, label, by=who, rule=rule())
+            if done is not None:
+                st.success(t("corrected", id=message_id, label=t(label)))

@@ -115,6 +115,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "urgent_metric": {"en": "Urgent risk alerts", "zh": "紧急风险预警"},
     "sort_risk": {"en": "risk first", "zh": "风险优先"},
 
+    # corrections
+    "correct_label": {"en": "Correct a label", "zh": "更正标签"},
+    "message": {"en": "Message", "zh": "消息"},
+    "right_label": {"en": "The right label", "zh": "正确的标签"},
+    "save_correction": {"en": "Save the correction", "zh": "保存更正"},
+    "corrected": {"en": "Message {id} is now {label}; the model's label is kept beside it.",
+                  "zh": "消息 {id} 已更正为{label}；模型原来的标签仍然保留。"},
+
 }
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
 from db.reports import person_report, rank_people
 from db.rules import AlertRule
-from pages.shared import page, read, risk_badge, rule, t, write
+from pages.shared import correction_form, page, read, risk_badge, rule, t, write
 
 page("trends")
 ranked = read(rank_people, days=rule().days, limit=500)
@@ -65,6 +65,8 @@ else:
                  alt.Tooltip("text:N")]))
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(t("chart_help"))
+    correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
+                                  for p in reversed(report.points) if p.label})
 
 st.subheader(t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")

@@ -177,3 +177,36 @@ def test_chinese_interface(app_env):
     at.selectbox(key="lang").set_value("zh").run()
     assert not at.exception
     assert [m.label for m in at.metric][0] == "已存消息"
+
+
+def test_a_correction_on_trends_is_stored_with_who_and_changes_the_counts(app_env):
+    seed_person(app_env, "sad", "------")
+    at = open_page("trends")
+    assert frame(at, "handle", "negative")["negative"].iloc[0] == 6
+    choices = at.selectbox(key="trend_fix_message").options
+    assert len(choices) == 6
+    at.radio(key="trend_fix_label").set_value("positive").run()
+    at.text_input(key="trend_fix_who").set_value("Ms Li").run()
+    at.button(key="trend_fix_save").click().run()
+    assert not at.exception and any("the model's label is kept" in s for s in values(at.success))
+    at.run()
+    assert frame(at, "handle", "negative")["negative"].iloc[0] == 5
+    with reading(app_env) as session:
+        corrected = session.scalars(select(Message).where(Message.human_label.is_not(None))).one()
+        assert (corrected.label, corrected.human_label, corrected.corrections[0].by) == ("negative", "positive",
+                                                                                        "Ms Li")
+
+
+def test_the_screen_table_follows_the_chosen_order_and_filter_from_the_store(app_env):
+    """The table once sorted a page copy while the download came from the store; both are now one query."""
+    at = open_page("screen")
+    content = "comment\nlovely day\nI want to kill myself\nit was fine\nterrible service\n"
+    at.file_uploader(key="upload").upload("c.csv", content.encode(), "text/csv").run()
+    at.button(key="run").click().run()
+    at.selectbox(key="sort").set_value("risk").run()
+    assert not at.exception
+    shown = frame(at, "text", "risk")
+    assert shown["text"].iloc[0] == "I want to kill myself" and shown["risk"].iloc[0] == "urgent"
+    at.toggle(key="flagged_only").set_value(True).run()
+    shown = frame(at, "text", "flagged")
+    assert all(shown["flagged"]) and "I want to kill myself" in list(shown["text"])
