@@ -247,6 +247,64 @@ def _rescore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+@command("user")
+def _user(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from db.session import reading, writing
+    from db.users import add_user, list_users, set_disabled, set_groups, set_password, set_role
+
+    db, actor = _db(settings), _actor()
+    groups = tuple(g.strip() for g in (args.groups or "").split(",") if g.strip())
+    if args.action == "list":
+        with reading(db) as session:
+            for user, member in list_users(session):
+                state = "disabled" if user.disabled else "active"
+                print(f"{user.username}\t{user.role}\t{','.join(member) or '-'}\t{user.person_handle or '-'}\t{state}")
+        return 0
+    if not args.name:
+        raise UserError(f"Say which user: python -m aio_core user {args.action} NAME.")
+    with writing(db) as session:
+        if args.action == "add":
+            if not args.role:
+                raise UserError("Give the new user a role: --role admin|counsellor|teacher|moderator|student.")
+            password = args.password or getpass.getpass(f"password for {args.name}: ")
+            add_user(session, args.name, password, role=args.role, by=actor, display_name=args.display_name or "",
+                     groups=groups, person=args.person)
+        elif args.action in ("disable", "enable"):
+            set_disabled(session, args.name, args.action == "disable", by=actor)
+        elif args.action == "set-role":
+            set_role(session, args.name, args.role or "", by=actor)
+        elif args.action == "set-groups":
+            set_groups(session, args.name, groups, by=actor)
+        elif args.action == "set-password":
+            set_password(session, args.name, args.password or getpass.getpass(f"new password for {args.name}: "),
+                         by=actor)
+    print(f"user {args.action}: {args.name} done")
+    return 0
+
+
+@command("audit")
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.csvfile import csv_bytes
+    from db.privacy import audit, read_audit
+    from db.session import writing
+
+    with writing(_db(settings)) as session:
+        events = read_audit(session, limit=args.limit, action=args.action)
+        rows = [[e.at.isoformat(sep=" ", timespec="seconds"), e.actor, e.action, e.target or "", e.detail or ""]
+                for e in events]
+        audit(session, _actor(), "export.audit", detail=f"{len(rows)} events")
+    sys.stdout.buffer.write(csv_bytes(["at", "who", "action", "target", "detail"], rows))
+    return 0
+
+
 @command("bench")
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.backends.loading import RANDOM_SHAPE
@@ -275,11 +333,13 @@ def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("export-person")
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from db.privacy import export_person
-    from db.session import reading
+    from db.privacy import audit, export_person
+    from db.session import writing
 
-    with reading(_db(settings)) as session:
+    with writing(_db(settings)) as session:
         data = export_person(session, args.handle)
+        if data is not None:
+            audit(session, _actor(), "export.person", args.handle)
     if data is None:
         raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
     print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -288,12 +348,14 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("erase-person")
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
-    from db.privacy import erase_person
+    from db.privacy import audit, erase_person
     from db.session import compact, writing
 
     db = _db(settings)
     with writing(db) as session:
         deleted = erase_person(session, args.handle)
+        if deleted is not None:
+            audit(session, _actor(), "erase.person", args.handle, json.dumps(deleted))
     if deleted is None:
         raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
     compact(db)
@@ -380,6 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--person", default=None)
     p.add_argument("--by", required=True)
+    p = add("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password")
+    p.add_argument("action", choices=("add", "list", "disable", "enable", "set-role", "set-groups", "set-password"))
+    p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--role", default=None, help="admin | counsellor | teacher | moderator | student")
+    p.add_argument("--groups", default=None, help="comma-separated groups (classes) the user is responsible for")
+    p.add_argument("--person", default=None, help="a student's own handle")
+    p.add_argument("--display-name", default=None)
+    p.add_argument("--password", default=None, help="asked for when not given (keeps it out of shell history)")
+    p = add("audit", "the audit log as CSV (newest first)")
+    p.add_argument("--limit", type=int, default=10000)
+    p.add_argument("--action", default=None, help="only this action, e.g. signin.failed")
     p = add("bench", "speed and memory, with the seed article's method as baseline in the same run")
     p.add_argument("--json", action="store_true", default=False, help="print the figures as JSON, last line")
     p.add_argument("--quick", action="store_true", default=False, help="about a minute instead of five")

@@ -46,6 +46,8 @@ class Settings:
     batch_size: int = 16  # texts per forward pass on the bulk path
     upload_mb: int = 50  # largest CSV the dashboard accepts
     ui_lang: str = "en"  # en | zh
+    auth: str = "local"  # local = sign in with an account (users in the database) | off = a single-user laptop only
+    session_hours: int = 8  # a dashboard sign-in expires after this many hours
     alert_last_n: int = 5  # rule 1: at least alert_last_k of the last alert_last_n messages are negative
     alert_last_k: int = 4
     alert_days: int = 7  # rule 2: over the last alert_days days, at least alert_share of
@@ -55,7 +57,7 @@ class Settings:
     def __post_init__(self) -> None:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
                    "ui_lang": ("en", "zh"), "head": ("auto", "off"),
-                   "risk": ("auto", "phrases", "off")}
+                   "risk": ("auto", "phrases", "off"), "auth": ("local", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(
@@ -64,7 +66,7 @@ class Settings:
         if not self.model.strip():
             raise SettingsError("AIO_MODEL is empty; set it to a hub id, a model folder, a .gguf file or tiny-random.")
         positive = ("max_input_tokens", "history_tokens", "batch_size", "upload_mb", "alert_last_n", "alert_last_k",
-                    "alert_days", "alert_min_messages")
+                    "alert_days", "alert_min_messages", "session_hours")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be a whole number of 1 or more.")

@@ -10,8 +10,10 @@ import streamlit as st
 from aio_core.classify import seed_line
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
+from db.privacy import audit
 from db.store import chat_history, list_people
 from pages.shared import (
+    can,
     database,
     label_badge,
     model,
@@ -24,9 +26,10 @@ from pages.shared import (
     show_model_line,
     show_model_problem,
     t,
+    write,
 )
 
-page("chat")
+who = page("chat")
 state = model()
 if state.engine is not None:
     show_model_line(state.engine)
@@ -34,39 +37,51 @@ else:
     show_model_problem(state)
     st.info(t("stored_unlabelled"))
 
-people = read(list_people)
-NEW = "\x00new"
-choice = st.selectbox(t("who_is_chatting"), [p.handle for p in people] + [NEW], key="person",
-                      format_func=lambda handle: t("new_person") if handle == NEW else
-                      next(f"{p.display_name} ({p.handle})" for p in people if p.handle == handle))
 display_name = group = None
-if choice == NEW:
-    left, middle, right = st.columns(3)
-    handle = left.text_input(t("handle"), key="new_handle").strip()
-    display_name = middle.text_input(t("display_name"), key="new_display_name").strip() or None
-    group = right.text_input(t("group"), key="new_group").strip() or None
+show_labels = who.scope.labels  # a student never sees labels, their own included
+if not can(who, "chat_as_anyone"):  # a student chats as themselves only
+    handle, group = who.person, next(iter(sorted(who.groups)), None)
 else:
-    handle = choice
+    people = read(list_people, who.scope)
+    NEW = "\x00new"
+    choice = st.selectbox(t("who_is_chatting"), [p.handle for p in people] + [NEW], key="person",
+                          format_func=lambda handle: t("new_person") if handle == NEW else
+                          next(f"{p.display_name} ({p.handle})" for p in people if p.handle == handle))
+    if choice == NEW:
+        left, middle, right = st.columns(3)
+        handle = left.text_input(t("handle"), key="new_handle").strip()
+        display_name = middle.text_input(t("display_name"), key="new_display_name").strip() or None
+        if who.scope.groups is None:
+            group = right.text_input(t("group"), key="new_group").strip() or None
+        else:  # a counsellor adds people to their own groups only
+            group = right.selectbox(t("group"), sorted(who.groups), key="new_group")
+    else:
+        handle = choice
+        if st.session_state.get("_viewed") != (who.username, handle):
+            write(audit, who.username, "view.person", handle)
+            st.session_state["_viewed"] = (who.username, handle)
 
 
 def user_caption(label, confidence, uncertain, risk, category) -> None:
+    if not show_labels:
+        return
     st.caption(label_badge(label, confidence, uncertain))
     if risk_badge(risk, category):
         st.warning(risk_badge(risk, category))
 
 
-stored = read(chat_history, handle) if handle else []
+stored = read(chat_history, handle, scope=who.scope) if handle else []
 for message in stored:
     with st.chat_message("user"):
         st.markdown(plain(message.text))
-        if message is stored[-1] and (message.human_label or message.label):
+        if show_labels and message is stored[-1] and (message.human_label or message.label):
             st.markdown(seed_line(message.human_label or message.label))  # the seed article's line, as it showed it
         user_caption(message.human_label or message.label, message.confidence, message.uncertain, message.risk,
                      message.risk_category)
     if message.reply:
         with st.chat_message("assistant"):
             st.markdown(plain(message.reply))
-            if message.reply_kind == "safe":
+            if message.reply_kind == "safe" and show_labels:
                 st.caption(t("safe_reply"))
             if message.reply_interrupted:
                 st.caption(t("interrupted"))
@@ -89,7 +104,9 @@ if pending:
         st.stop()
     with st.chat_message("user"):
         st.markdown(plain(prompt))
-        if turn.sentiment is None:
+        if not show_labels:
+            pass
+        elif turn.sentiment is None:
             st.caption(label_badge(None, None, None))
         else:
             st.markdown(turn.sentiment.seed_line)  # the seed article's line, as it showed it
@@ -98,6 +115,6 @@ if pending:
     if turn.reply is not None:
         with st.chat_message("assistant"):
             st.write_stream(plain_stream(turn.reply))
-            if turn.reply_kind == "safe":
+            if turn.reply_kind == "safe" and show_labels:
                 st.caption(t("safe_reply"))
     st.rerun()  # the input comes back; the turn is shown from the store

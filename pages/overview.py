@@ -9,6 +9,7 @@ from aio_core.workflows.conversation import label_pending
 from aio_core.workflows.demo import fill_demo
 from db.reports import overview_report
 from pages.shared import (
+    can,
     database,
     loaded_model,
     model,
@@ -21,8 +22,8 @@ from pages.shared import (
     t,
 )
 
-page("overview")
-report = read(overview_report)
+who = page("overview")
+report = read(overview_report, scope=who.scope)
 totals = report.totals
 
 columns = st.columns(5)
@@ -36,7 +37,7 @@ if report.urgent:  # risk alerts come first, with the message that raised them
     st.subheader(t("urgent_alerts"))
     st.dataframe(pd.DataFrame([{
         t("person"): a.person.display_name, "handle": a.person.handle, "risk": risk_badge(a.severity, a.category),
-        "message": a.message.text if a.message else "", "at": a.window_end, "status": a.status,
+        "message": a.message.text if a.message and who.scope.texts else "", "at": a.window_end, "status": a.status,
     } for a in report.urgent]), hide_index=True, key="urgent")
 
 engine = loaded_model()
@@ -51,7 +52,7 @@ else:
         else:
             st.rerun()
 
-if totals.messages == 0:
+if totals.messages == 0 and can(who, "manage_users"):
     st.info(t("empty_store"))
     if st.button(t("fill_demo"), key="fill_demo", type="primary"):
         try:
@@ -62,7 +63,7 @@ if totals.messages == 0:
 
 if report.unlabelled:
     st.warning(t("unlabelled", count=report.unlabelled))
-    if engine is not None and st.button(t("label_now"), key="label_pending"):
+    if engine is not None and can(who, "manage_users") and st.button(t("label_now"), key="label_pending"):
         st.success(t("labelled_now", count=label_pending(engine=engine, db=database(), rule=rule())))
 
 st.subheader(t("look_first"))

@@ -23,7 +23,7 @@ from pages.shared import (
     uploaded_path,
 )
 
-page("screen")
+who = page("screen")
 config = settings()
 upload = st.file_uploader(t("upload", mb=config.upload_mb), type=["csv", "tsv", "txt"], key="upload",
                           max_upload_size=config.upload_mb)
@@ -70,7 +70,8 @@ if upload is not None:
         try:
             with uploaded_path(upload) as path:
                 summary = screen_file(path, ScreenOptions(text_column, person_column, time_column),
-                                      engine=state.engine, db=database(), file_name=upload.name, progress=progress)
+                                      engine=state.engine, db=database(), file_name=upload.name, progress=progress,
+                                      owner=who.username)
         except USER_ERRORS as error:
             st.error(str(error))
             st.stop()
@@ -78,7 +79,7 @@ if upload is not None:
         st.session_state["batch_id"] = summary.batch_id
 
 st.subheader(t("earlier_batches"))
-batches = read(list_batches)
+batches = read(list_batches, who.scope)
 if not batches:
     st.caption(t("no_batches"))
     st.stop()
@@ -109,7 +110,7 @@ st.caption(t("rows_shown", shown=len(table), total=total))
 st.dataframe(table, hide_index=True, key="results",
              column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
 
-correction_form("screen_fix", {r.message_id: f"row {r.row}: {r.text[:60]} ({r.label})" for r in rows})
+correction_form("screen_fix", {r.message_id: f"row {r.row}: {r.text[:60]} ({r.label})" for r in rows}, who)
 
 db = database()
 st.download_button(t("download"), data=lambda: batch_csv(batch_id, db=db, view=view),

@@ -13,6 +13,7 @@ import string
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,9 +24,12 @@ from aio_core.classify import badge
 from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS, alert_rule
+from db.access import ACTIONS, EVERYTHING, PAGES
 from db.corrections import correct_label
+from db.privacy import apply_retention, audit
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
+from db.users import SignInError, Viewer, add_user, count_users, get_setting, sign_in, sign_out, viewer_for
 from pages.strings import text
 
 T = TypeVar("T")
@@ -47,14 +51,107 @@ def t(key: str, **values: object) -> str:
     return text(key, lang(), **values)
 
 
-def page(title_key: str) -> str:
-    """Common page start: the language picker in the sidebar and the page title. Returns the language."""
+def language_picker() -> None:
     default = settings().ui_lang
     st.sidebar.selectbox(text("language", default), ["en", "zh"], key="lang",
                          index=["en", "zh"].index(st.session_state.get("lang", default)),
                          format_func=lambda code: {"en": "English", "zh": "中文"}[code])
+
+
+def page(title_key: str) -> Viewer:
+    """Common page start: who is signed in (a page their role may not open stops here, whatever the URL), the
+    language picker and the page title. Returns the viewer."""
+    who = st.session_state.get("_viewer") or viewer()  # dashboard.py signed in on this run
+    if title_key not in PAGES[who.role]:
+        st.error(t("not_allowed"))
+        st.stop()
+    language_picker()
     st.title(t(title_key))
-    return lang()
+    return who
+
+
+# ---- sign-in --------------------------------------------------------------------------------------------------------
+
+LAPTOP = Viewer("local", "Local user", "admin", frozenset(), None, EVERYTHING)
+
+
+def viewer() -> Viewer:
+    """The signed-in user, or the sign-in form (and a stop). With AIO_AUTH=off, the single local user."""
+    st.session_state.pop("_viewer", None)
+    if settings().auth == "off":
+        st.sidebar.warning(t("auth_off"))
+        st.session_state["_viewer"] = LAPTOP
+        return LAPTOP
+    token = st.session_state.get("auth_token")
+    if token:
+        try:
+            with writing(database()) as session:
+                found = viewer_for(session, token)
+        except SignInError as error:
+            st.session_state.pop("auth_token", None)
+            st.session_state["auth_message"] = str(error)
+        else:
+            st.sidebar.caption(t("signed_in_as", name=found.display_name, role=t(f"role_{found.role}")))
+            if st.sidebar.button(t("sign_out"), key="sign_out"):
+                with writing(database()) as session:
+                    sign_out(session, token)
+                    audit(session, found.username, "signout")
+                st.session_state.pop("auth_token", None)
+                st.rerun()
+            st.session_state["_viewer"] = found
+            return found
+    sign_in_form()
+    st.stop()
+
+
+def sign_in_form() -> None:
+    language_picker()
+    st.title(t("app_title"))
+    if read(count_users) == 0:
+        first_admin_form()
+        return
+    if st.session_state.get("auth_message"):
+        st.info(st.session_state.pop("auth_message"))
+    with st.form("sign_in"):
+        username = st.text_input(t("username"), key="signin_user")
+        password = st.text_input(t("password"), type="password", key="signin_password")
+        pressed = st.form_submit_button(t("sign_in"))
+    if pressed:
+        hours = timedelta(hours=settings().session_hours)
+        with writing(database()) as session:  # a failed attempt is counted and logged, so this commits either way
+            token, problem = sign_in(session, username, password, lifetime=hours)
+        if problem:
+            st.error(problem)
+            return
+        st.session_state["auth_token"] = token
+        st.rerun()
+
+
+def first_admin_form() -> None:
+    st.info(t("first_admin"))
+    with st.form("first_admin"):
+        username = st.text_input(t("username"), key="first_user")
+        display = st.text_input(t("display_name"), key="first_display")
+        password = st.text_input(t("password"), type="password", key="first_password")
+        again = st.text_input(t("password_again"), type="password", key="first_again")
+        pressed = st.form_submit_button(t("create_admin"))
+    if pressed:
+        if password != again:
+            st.error(t("passwords_differ"))
+            return
+        with writing(database()) as session:
+            if count_users(session) == 0:  # another browser may have been quicker
+                try:
+                    add_user(session, username, password, role="admin", by="first start", display_name=display)
+                except USER_ERRORS as error:
+                    st.error(str(error))
+                    return
+        st.success(t("admin_created"))
+        st.rerun()
+
+
+def can(who: Viewer, action: str) -> bool:
+    return action in ACTIONS[who.role]
 
 
 @st.cache_resource(show_spinner=False)
@@ -174,18 +271,33 @@ def risk_badge(level: str | None, category: str | None) -> str:
     return t(f"risk_{level}", category=t(category) if category else "?")
 
 
-def correction_form(key: str, choices: dict[int, str]) -> None:
+def correction_form(key: str, choices: dict[int, str], who: Viewer) -> None:
     """Correct one shown message's label ({message id: how it is shown}). Stored with who and when; the model's label
     is kept, and from now on the effective label (alerts, trends, exports) is the person's."""
-    if not choices:
+    if not choices or not can(who, "correct_labels"):
         return
     with st.expander(t("correct_label")):
         message_id = st.selectbox(t("message"), list(choices), key=f"{key}_message", format_func=choices.get)
-        columns = st.columns(2)
-        label = columns[0].radio(t("right_label"), ["positive", "negative"], key=f"{key}_label", format_func=t,
-                                 horizontal=True)
-        who = columns[1].text_input(t("your_name"), key=f"{key}_who")
+        label = st.radio(t("right_label"), ["positive", "negative"], key=f"{key}_label", format_func=t,
+                         horizontal=True)
         if st.button(t("save_correction"), key=f"{key}_save"):
-            done = write(correct_label, message_id, label, by=who, rule=rule())
+            done = write(correct_label, message_id, label, by=who.name, rule=rule(), scope=who.scope)
             if done is not None:
                 st.success(t("corrected", id=message_id, label=t(label)))
+
+
+_RETENTION_DAY: dict[str, object] = {}
+
+
+def daily_retention() -> None:
+    """Delete messages older than the admin's retention setting: on the first page view of each day (so on start
+    and daily), logged in the audit trail."""
+    today = date.today()
+    if _RETENTION_DAY.get(settings().db_url) == today:
+        return
+    _RETENTION_DAY[settings().db_url] = today
+    with writing(database()) as session:
+        days = int(get_setting(session, "retention_days"))
+        if days > 0:
+            removed = apply_retention(session, days)
+            audit(session, "retention", "retention.apply", None, f"{removed} messages older than {days} days")

@@ -6,12 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
+from db.privacy import audit
 from db.reports import person_report, rank_people
 from db.rules import AlertRule
-from pages.shared import correction_form, page, read, risk_badge, rule, t, write
+from pages.shared import can, correction_form, page, read, risk_badge, rule, t, write
 
-page("trends")
-ranked = read(rank_people, days=rule().days, limit=500)
+who = page("trends")
+ranked = read(rank_people, days=rule().days, limit=500, scope=who.scope)
 if not ranked:
     st.info(t("no_people"))
     st.stop()
@@ -40,14 +41,20 @@ handles = [p.handle for p in ranked]
 handle = st.selectbox(t("person"), handles, key="trend_person",
                       format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
 summary = next(p for p in ranked if p.handle == handle)
-report = read(person_report, handle, chosen)
+report = read(person_report, handle, chosen, scope=who.scope)
+if report is None:
+    st.error(t("not_allowed"))
+    st.stop()
+if st.session_state.get("_viewed") != (who.username, handle):  # each person a viewer opens is logged once
+    write(audit, who.username, "view.person", handle)
+    st.session_state["_viewed"] = (who.username, handle)
 
 st.subheader(t("messages_over_time"))
 if not report.points:
     st.caption(t("no_messages"))
 else:
     points = pd.DataFrame([{"at": p.at, "text": p.text, "label": t(p.label) if p.label else t("unlabelled_badge"),
-                            "p_negative": (p.confidence if p.label == "negative" else 1 - p.confidence)
+                            "p_negative": (float(p.label == "negative") if p.corrected else p.p_negative)
                             if p.label else 0.5, "confidence": p.confidence,
                             "rolling": p.rolling_negative_share} for p in report.points])
     colour = alt.Color("label:N", title=None, scale=alt.Scale(
@@ -66,31 +73,33 @@ else:
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(t("chart_help"))
     correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
-                                  for p in reversed(report.points) if p.label})
+                                  for p in reversed(report.points) if p.label}, who)
 
 st.subheader(t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
-alerts = read(list_alerts, tuple(statuses))
+alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked])
 if not alerts:
     st.caption(t("no_alerts"))
     st.stop()
 st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, "status": a.status,
                             "rule": risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
-                            "message": a.message.text if a.kind == "risk" and a.message else "",
+                            "message": a.message.text if a.kind == "risk" and a.message and who.scope.texts
+                            else "",
                             t("negative_share"): round(a.negative_share, 2), "from": a.window_start,
                             "to": a.window_end, "updated": a.updated_at, "by": a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")
 alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
                         format_func=lambda i: next(f"#{i} {a.person.display_name} ({a.status})"
                                                    for a in alerts if a.id == i))
-who = st.text_input(t("your_name"), key="who")
-note = st.text_area(t("note"), key="alert_note")
-buttons = st.columns(3)
-for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
-                                             ("open", "reopen")), strict=True):
-    if column.button(t(label), key=f"alert_{status}"):
-        if write(transition_alert, alert_id, status, by=who, note=note) is not None:
-            st.toast(t("alert_updated", id=alert_id, status=status))
+if can(who, "act_on_alerts"):
+    note = st.text_area(t("note"), key="alert_note")
+    buttons = st.columns(3)
+    for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
+                                                 ("open", "reopen")), strict=True):
+        if column.button(t(label), key=f"alert_{status}"):
+            if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
+                write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
+                st.toast(t("alert_updated", id=alert_id, status=status))
 with st.expander(t("history")):
     selected = next(a for a in alerts if a.id == alert_id)
     st.dataframe(pd.DataFrame([{"at": e.at, "from": e.from_status or "", "to": e.to_status, "by": e.by or "",

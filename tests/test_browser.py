@@ -6,6 +6,7 @@ Screenshots of every page are saved to artifacts/screenshots/. Needs Debian's `c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -59,9 +60,17 @@ def app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder / 'aio.db'}"
     _seed(url)
-    port = _free_port()
-    env = {**os.environ, "AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "PYTHONPATH": str(ROOT)}
+    with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
+        yield base, folder
+
+
+@contextlib.contextmanager
+def _server(folder: Path, extra: dict[str, str]):
+    """A real `streamlit run dashboard.py` on a free loopback port, stopped afterwards."""
+    env = {**os.environ, "AIO_MODEL": "tiny-random", "AIO_RISK": "phrases", "AIO_DATA_DIR": str(folder / "data"),
+           "PYTHONPATH": str(ROOT), **extra}
     log = (folder / "streamlit.log").open("w")
+    port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
                                "--server.address", "127.0.0.1", "--server.headless", "true"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -76,9 +85,11 @@ def app(tmp_path_factory):
     else:
         server.kill()
         pytest.fail("the dashboard did not start: " + (folder / "streamlit.log").read_text()[-2000:])
-    yield base, folder
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -164,4 +175,83 @@ def test_screened_csv_cells_stay_inert(app, browser, tmp_path):
     _settle(page)
     page.screenshot(path=str(SHOTS / "screen-after-upload.png"), full_page=True)
     _assert_inert(page, dialogs)
+    page.close()
+
+
+# ---- sign-in and roles, against a real server with local accounts ---------------------------------------------------
+
+PASSWORD = "correct horse battery"
+ROLE_PAGES = {  # what each role's navigation lists, and a page it may not open
+    "admin": ({"Overview", "Chat", "Screen comments", "Trends & alerts", "Admin"}, None),
+    "cara": ({"Overview", "Chat", "Trends & alerts"}, "screen"),
+    "lee": ({"Overview", "Trends & alerts"}, "chat"),
+    "mod": ({"Screen comments"}, "trends"),
+    "ann": ({"Chat"}, "trends"),
+}
+
+
+@pytest.fixture(scope="module")
+def school_app(tmp_path_factory):
+    from db.users import add_user
+
+    folder = tmp_path_factory.mktemp("school")
+    url = f"sqlite:///{folder / 'aio.db'}"
+    db = make_db(url)
+    start = datetime(2026, 4, 1, 9)
+    with writing(db) as session:
+        add_messages(session, [NewMessage(f"{h} secret {i}", "chat", person=h, group=g, label="negative",
+                                          confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=start + timedelta(days=i))
+                               for h, g in (("ann", "Class A"), ("ben", "Class B")) for i in range(6)],
+                     rule=AlertRule())
+        add_user(session, "admin", PASSWORD, role="admin", by="test")
+        add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
+        add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
+        add_user(session, "mod", PASSWORD, role="moderator", by="test")
+        add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
+    db.dispose()
+    with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}) as base:
+        yield base
+
+
+def _sign_in(browser, url: str, username: str, password: str = PASSWORD):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("textbox", name="User name").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    _settle(page)
+    return page
+
+
+@pytest.mark.parametrize("username", list(ROLE_PAGES))
+def test_each_role_signs_in_and_sees_only_its_pages_and_people(school_app, browser, username):
+    pages, forbidden = ROLE_PAGES[username]
+    page = _sign_in(browser, school_app, username)
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
+    _settle(page)
+    if len(pages) > 1:
+        listed = {link.inner_text().split(" · ")[0].strip().splitlines()[-1] for link in
+                  page.get_by_test_id("stSidebarNav").locator("a").all()}
+        assert listed == pages
+    else:  # one page: Streamlit shows no navigation at all, only that page
+        assert page.get_by_test_id("stSidebarNav").count() == 0
+        assert page.get_by_role("heading", name=next(iter(pages))).count() == 1
+    body = page.inner_text("body")
+    assert "ben" not in body or username == "admin"
+    page.screenshot(path=str(SHOTS / f"signed-in-{username}.png"), full_page=True)
+    page.close()
+    if forbidden:  # typing another page's address: sign in again, and still nothing of it
+        page = _sign_in(browser, f"{school_app}/{forbidden}", username)
+        body = page.inner_text("body")
+        assert "secret" not in body or username in ("cara", "ann")
+        assert "ben" not in body
+        page.close()
+
+
+def test_a_wrong_password_in_the_browser_is_one_sentence(school_app, browser):
+    page = _sign_in(browser, school_app, "lee", "not the password")
+    body = page.inner_text("body")
+    assert "That user name and password do not match; check both and try again." in body
+    assert "secret" not in body and "Traceback" not in body
     page.close()

@@ -26,6 +26,7 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("AIO_DB_URL", url)
     monkeypatch.setenv("AIO_UPLOAD_MB", "1")
     monkeypatch.setenv("AIO_RISK", "phrases")  # the random model's risk readout is noise
+    monkeypatch.setenv("AIO_AUTH", "off")  # sign-in and roles have their own tests (test_access.py)
     monkeypatch.setenv("AIO_DATA_DIR", str(tmp_path / "data"))
     db = make_db(url)
     yield db
@@ -136,24 +137,16 @@ def test_trends_flags_a_sustained_negative_person_and_acknowledging_persists(app
     assert frame(at, "handle", "negative")["handle"].iloc[0] == "sad"
     alerts = frame(at, "id", "status", "rule")
     assert len(alerts) == 1 and alerts["status"].iloc[0] == "open"
-    at.text_input(key="who").set_value("Ms Li").run()
     at.text_area(key="alert_note").set_value("talked after class").run()
     at.button(key="alert_acknowledged").click().run()
     assert not at.exception
     with reading(app_env) as session:
         alert = session.scalars(select(Alert)).one()
-        assert (alert.status, alert.updated_by, alert.note) == ("acknowledged", "Ms Li", "talked after class")
+        # The person acting is the signed-in user (here the single local user), never a typed name.
+        assert (alert.status, alert.updated_by, alert.note) == ("acknowledged", "Local user (local)",
+                                                                "talked after class")
         assert session.scalars(select(AlertEvent.to_status).order_by(AlertEvent.id)).all() == ["open",
                                                                                              "acknowledged"]
-
-
-def test_acknowledging_without_a_name_is_refused(app_env):
-    seed_person(app_env, "sad", "------")
-    at = open_page("trends")
-    at.button(key="alert_acknowledged").click().run()
-    assert any("who is making this change" in e for e in values(at.error))
-    with reading(app_env) as session:
-        assert session.scalars(select(Alert.status)).one() == "open"
 
 
 def test_without_a_model_chat_says_why_stores_unlabelled_and_other_pages_work(app_env, monkeypatch):
@@ -186,7 +179,6 @@ def test_a_correction_on_trends_is_stored_with_who_and_changes_the_counts(app_en
     choices = at.selectbox(key="trend_fix_message").options
     assert len(choices) == 6
     at.radio(key="trend_fix_label").set_value("positive").run()
-    at.text_input(key="trend_fix_who").set_value("Ms Li").run()
     at.button(key="trend_fix_save").click().run()
     assert not at.exception and any("the model's label is kept" in s for s in values(at.success))
     at.run()
@@ -194,7 +186,7 @@ def test_a_correction_on_trends_is_stored_with_who_and_changes_the_counts(app_en
     with reading(app_env) as session:
         corrected = session.scalars(select(Message).where(Message.human_label.is_not(None))).one()
         assert (corrected.label, corrected.human_label, corrected.corrections[0].by) == ("negative", "positive",
-                                                                                        "Ms Li")
+                                                                                        "Local user (local)")
 
 
 def test_the_screen_table_follows_the_chosen_order_and_filter_from_the_store(app_env):

@@ -60,6 +60,8 @@ def test_a_100k_character_chat_message_is_stored_whole_and_the_page_answers(tmp_
     url = f"sqlite:///{tmp_path / 'aio.db'}"
     monkeypatch.setenv("AIO_MODEL", "tiny-random")
     monkeypatch.setenv("AIO_DB_URL", url)
+    monkeypatch.setenv("AIO_AUTH", "off")
+    monkeypatch.setenv("AIO_RISK", "phrases")
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
     at.switch_page("pages/chat.py").run()
     at.text_input(key="new_handle").set_value("long").run()

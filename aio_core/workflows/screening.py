@@ -163,8 +163,9 @@ def _chunks(info: CsvInfo, skip: int) -> Iterator[list[tuple[int, int, dict[str,
 
 def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Database,
                 file_name: str | None = None, out: Path | str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> ScreenSummary:
-    """Screen one CSV into the store (resuming an interrupted run) and optionally write the results CSV."""
+                progress: Callable[[int, int], None] | None = None, owner: str | None = None) -> ScreenSummary:
+    """Screen one CSV into the store (resuming an interrupted run) and optionally write the results CSV. `owner`:
+    the signed-in user who uploaded it."""
     started = time.perf_counter()
     info = inspect_csv(path, file_name)
     _check_columns(info, options)
@@ -176,7 +177,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         if batch is None:
             batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
                                  row_count=info.rows, model=engine.name, prompt_version=engine.prompt.version,
-                                 header=list(info.header))
+                                 header=list(info.header), owner=owner)
         batch_id, done, complete = batch.id, batch.rows_done, batch.status == "complete"
     summary = ScreenSummary(batch_id=batch_id, file_name=info.name, rows=info.rows, labelled=0, negatives=0,
                             flagged=0, resumed_at=0 if complete else done, already_complete=complete)

@@ -1,0 +1,93 @@
+"""Admin: accounts and roles, what teachers may read, how long messages are kept, privacy requests (export, erase)
+and the audit log. Every change here is logged with the signed-in admin's name."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from aio_core.csvfile import csv_bytes
+from db.access import ROLES
+from db.privacy import apply_retention, audit, erase_person, export_person, read_audit
+from db.reports import groups
+from db.session import compact
+from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
+from pages.shared import database, page, read, t, write
+
+who = page("admin")
+
+st.subheader(t("users"))
+users = read(list_users)
+st.dataframe(pd.DataFrame([{"user": u.username, "name": u.display_name, "role": u.role, "groups": ", ".join(g),
+                            "person": u.person_handle or "", "disabled": u.disabled} for u, g in users]),
+             hide_index=True, key="users")
+known_groups = read(groups)
+with st.expander(t("add_user")):
+    with st.form("add_user"):
+        columns = st.columns(3)
+        username = columns[0].text_input(t("username"), key="new_user")
+        display = columns[1].text_input(t("display_name"), key="new_user_display")
+        role = columns[2].selectbox(t("role"), ROLES, key="new_user_role", format_func=lambda r: t(f"role_{r}"))
+        password = st.text_input(t("password"), type="password", key="new_user_password")
+        chosen = st.multiselect(t("groups"), known_groups, key="new_user_groups", accept_new_options=True)
+        person = st.text_input(t("student_person"), key="new_user_person")
+        if st.form_submit_button(t("add_user")) and write(
+                add_user, username, password, role=role, by=who.username, display_name=display,
+                groups=tuple(chosen), person=person.strip() or None) is not None:
+            st.success(t("user_added", name=username))
+if users:
+    with st.expander(t("change_user")):
+        name = st.selectbox(t("username"), [u.username for u, _ in users], key="change_user")
+        user, current = next((u, g) for u, g in users if u.username == name)
+        columns = st.columns(3)
+        new_role = columns[0].selectbox(t("role"), ROLES, index=ROLES.index(user.role), key="change_role",
+                                        format_func=lambda r: t(f"role_{r}"))
+        new_groups = columns[1].multiselect(t("groups"), sorted(set(known_groups) | set(current)), default=current,
+                                            key="change_groups", accept_new_options=True)
+        if columns[2].button(t("save"), key="save_user"):
+            write(set_role, name, new_role, by=who.username)
+            write(set_groups, name, tuple(new_groups), by=who.username)
+            st.rerun()
+        if name != who.username and st.button(t("enable") if user.disabled else t("disable"), key="toggle_user"):
+            write(set_disabled, name, not user.disabled, by=who.username)
+            st.rerun()
+
+st.subheader(t("privacy_settings"))
+columns = st.columns(2)
+teachers_read = columns[0].toggle(t("teachers_read"), value=read(get_setting, "teachers_read_messages") == "yes",
+                                  key="teachers_read")
+retention = columns[1].number_input(t("retention_days"), 0, 36500, int(read(get_setting, "retention_days")),
+                                    key="retention_days")
+if st.button(t("save"), key="save_settings"):
+    write(set_setting, "teachers_read_messages", "yes" if teachers_read else "no", by=who.username)
+    write(set_setting, "retention_days", str(int(retention)), by=who.username)
+    if retention:
+        removed = write(apply_retention, int(retention))
+        write(audit, who.username, "retention.apply", None, f"{removed} messages older than {retention} days")
+        st.success(t("retention_applied", count=removed or 0, days=int(retention)))
+
+st.subheader(t("privacy_requests"))
+handle = st.text_input(t("person_handle"), key="privacy_handle").strip()
+if handle:
+    data = read(export_person, handle)
+    if data is None:
+        st.warning(t("no_such_person", handle=handle))
+    else:
+        st.download_button(t("export_person"), json.dumps(data, ensure_ascii=False, indent=2),
+                           file_name=f"{handle}.json", mime="application/json", key="export_person",
+                           on_click=lambda: write(audit, who.username, "export.person", handle))
+        confirm = st.text_input(t("erase_confirm", handle=handle), key="erase_confirm")
+        if st.button(t("erase_person"), key="erase_person", type="primary", disabled=confirm.strip() != handle):
+            deleted = write(erase_person, handle)
+            if deleted is not None:
+                write(audit, who.username, "erase.person", handle, json.dumps(deleted))
+                compact(database())  # no copy of the erased text left in the database file
+                st.success(t("erased", handle=handle, what=", ".join(f"{n} {k}" for k, n in deleted.items())))
+
+st.subheader(t("audit_log"))
+events = read(read_audit, limit=2000)
+table = [[e.at, e.actor, e.action, e.target or "", e.detail or ""] for e in events]
+st.dataframe(pd.DataFrame(table, columns=["at", "who", "action", "target", "detail"]), hide_index=True, key="audit")
+st.download_button(t("export_audit"), csv_bytes(["at", "who", "action", "target", "detail"], table),
+                   file_name="audit.csv", mime="text/csv", key="export_audit",
+                   on_click=lambda: write(audit, who.username, "export.audit"))

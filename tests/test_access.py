@@ -1,0 +1,207 @@
+"""Who may see what: local accounts (argon2 hashes, throttling, expiry), roles scoped to groups in the store's
+queries, and the dashboard's sign-in through AppTest. A teacher of group A reads nothing of group B by any path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.access import scope_for
+from db.models import AuditEvent, User
+from db.privacy import export_person
+from db.reports import overview, overview_report, person_report, rank_people
+from db.rules import AlertRule
+from db.session import make_db, reading, writing
+from db.store import NewMessage, add_messages, chat_history, list_people
+from db.users import LOCK_AFTER, add_user, set_disabled, sign_in, viewer_for
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def people(db) -> None:
+    start = datetime(2026, 4, 1, 9)
+    rows = []
+    for handle, group in (("ann", "Class A"), ("ben", "Class B")):
+        rows += [NewMessage(f"{handle} secret {i}", "chat", person=handle, group=group, label="negative",
+                            confidence=0.9, p_negative=0.9, uncertain=False, risk="urgent" if i == 0 else "none",
+                            risk_category="self-harm" if i == 0 else None, created_at=start + timedelta(days=i))
+                 for i in range(6)]
+    with writing(db) as session:
+        add_messages(session, rows, rule=AlertRule())
+
+
+def test_a_teacher_of_group_a_reads_nothing_of_group_b_through_any_query(db):
+    people(db)
+    rule = AlertRule()
+    teacher = scope_for("teacher", frozenset({"Class A"}))
+    with reading(db) as session:
+        assert [p.handle for p in list_people(session, teacher)] == ["ann"]
+        assert [p.handle for p in rank_people(session, scope=teacher)] == ["ann"]
+        assert overview(session, teacher).messages == 6
+        report = overview_report(session, scope=teacher)
+        assert {a.person.handle for a in report.urgent} == {"ann"}
+        assert person_report(session, "ben", rule, scope=teacher) is None
+        assert chat_history(session, "ben", scope=teacher) == []
+        assert export_person(session, "ben", teacher) is None
+        own = person_report(session, "ann", rule, scope=teacher)
+        assert own is not None and all(p.text is None for p in own.points)  # texts only if the setting allows
+        student = scope_for("student", frozenset(), person="ann")
+        assert [m.text for m in chat_history(session, "ann", scope=student)][:1] == ["ann secret 0"]
+        assert chat_history(session, "ben", scope=student) == []
+        moderator = scope_for("moderator", frozenset())
+        assert list_people(session, moderator) == [] and overview(session, moderator).messages == 0
+
+
+def test_passwords_are_hashed_and_wrong_locked_disabled_and_expired_sessions_say_why(db):
+    with writing(db) as session:
+        add_user(session, "Ms.Lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
+    with reading(db) as session:
+        stored = session.scalar(select(User.password_hash))
+        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    with writing(db) as session:
+        token, problem = sign_in(session, "ms.lee", "wrong password!")
+    assert token is None and problem == "That user name and password do not match; check both and try again."
+    now = datetime(2026, 6, 1, 12)
+    with writing(db) as session:
+        token, problem = sign_in(session, "ms.lee", PASSWORD, lifetime=timedelta(hours=1), now=now)
+    assert problem is None
+    with writing(db) as session:
+        viewer = viewer_for(session, token, now=now + timedelta(minutes=30))
+        assert (viewer.role, viewer.groups, viewer.name) == ("teacher", frozenset({"Class A"}), "Ms.Lee (ms.lee)")
+    with pytest.raises(Exception, match="Your session has expired; sign in again."):
+        with writing(db) as session:
+            viewer_for(session, token, now=now + timedelta(hours=2))
+    for _ in range(LOCK_AFTER):
+        with writing(db) as session:
+            sign_in(session, "ms.lee", "not it at all")
+    with writing(db) as session:
+        token, problem = sign_in(session, "ms.lee", PASSWORD)
+    assert token is None and "locked for" in problem  # even the right password waits
+    with writing(db) as session:
+        set_disabled(session, "ms.lee", True, by="admin")
+    with writing(db) as session:
+        _, problem = sign_in(session, "ms.lee", PASSWORD)
+    assert problem == "This account is disabled; ask an administrator to enable it."
+    with reading(db) as session:
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert actions.count("signin.failed") == 1 + LOCK_AFTER + 2 and "signin" in actions
+
+
+# ---- the dashboard -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def school(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'aio.db'}"
+    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "AIO_RISK": "phrases", "AIO_AUTH": "local",
+                        "AIO_DATA_DIR": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(name, value)
+    db = make_db(url)
+    people(db)
+    with writing(db) as session:
+        add_user(session, "admin", PASSWORD, role="admin", by="test")
+        add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
+        add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
+        add_user(session, "mod", PASSWORD, role="moderator", by="test")
+        add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
+    yield db
+    db.dispose()
+
+
+def signed_in(username: str, password: str = PASSWORD) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    at.text_input(key="signin_user").set_value(username)
+    at.text_input(key="signin_password").set_value(password)
+    at.button[0].click().run()
+    return at
+
+
+def everything_shown(at: AppTest) -> str:
+    parts = [str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "title") for e in
+             getattr(at, kind)]
+    parts += [d.value.to_csv() for d in at.dataframe]
+    return "\n".join(parts)
+
+
+def test_the_first_start_asks_for_an_admin(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIO_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("AIO_AUTH", "local")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    assert any("create the first administrator" in i.value for i in at.info)
+    at.text_input(key="first_user").set_value("head")
+    at.text_input(key="first_password").set_value(PASSWORD)
+    at.text_input(key="first_again").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    at.text_input(key="signin_user").set_value("head")
+    at.text_input(key="signin_password").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert any("Signed in as head (admin)" in c.value for c in at.sidebar.caption)
+
+
+def test_a_wrong_password_is_one_sentence_and_shows_nothing(school):
+    at = signed_in("lee", "not the password")
+    assert [e.value for e in at.error] == ["That user name and password do not match; check both and try again."]
+    assert "secret" not in everything_shown(at)
+
+
+@pytest.mark.parametrize("username, pages, sees, never", [
+    ("admin", {"overview", "chat", "screen", "trends", "admin"}, ["ben"], []),
+    ("cara", {"overview", "chat", "trends"}, ["ann secret 0"], ["ben"]),
+    ("lee", {"overview", "trends"}, ["ann"], ["ben", "secret"]),
+    ("mod", {"screen"}, [], ["ann", "ben"]),
+    ("ann", {"chat"}, ["ann secret 1"], ["ben", "negative", "urgent"]),
+])
+def test_each_role_sees_its_pages_and_only_its_people(school, username, pages, sees, never):
+    at = signed_in(username)
+    assert not at.exception
+    for name in ("overview", "chat", "screen", "trends", "admin"):
+        if name not in pages:
+            continue
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, name
+        shown = everything_shown(at)
+        assert not [word for word in never if word in shown], (name, [w for w in never if w in shown])
+        if name == ("chat" if username in ("ann", "cara") else "trends" if username != "mod" else "screen"):
+            assert all(word in shown for word in sees), (name, sees)
+    for name in {"overview", "chat", "screen", "trends", "admin"} - pages:  # typing another page's address
+        at.switch_page(f"pages/{name}.py").run()
+        shown = everything_shown(at)
+        assert "secret" not in shown and "ben" not in shown
+
+
+def test_acting_on_an_alert_records_the_signed_in_counsellor(school):
+    at = signed_in("cara")
+    at.switch_page("pages/trends.py").run()
+    at.text_area(key="alert_note").set_value("called home").run()
+    at.button(key="alert_acknowledged").click().run()
+    assert not at.exception
+    with reading(school) as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("alert.%"))).all()
+        assert [(e.actor, e.action) for e in events] == [("cara", "alert.acknowledged")]
+        assert "view.person" in session.scalars(select(AuditEvent.action)).all()
+
+
+def test_user_commands_manage_accounts_and_audit_exports_csv(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'aio.db'}"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "aio_core", "--db", db_url, *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    assert run("user", "add", "lee", "--role", "teacher", "--groups", "Class A,Class B", "--password",
+               PASSWORD).returncode == 0
+    assert run("user", "add", "lee", "--role", "teacher", "--password", PASSWORD).stderr.strip() == \
+        "error: There is already a user 'lee'; choose another name."
+    assert run("user", "add", "kid", "--role", "student", "--password", PASSWORD).returncode == 2
+    assert run("user", "disable", "lee").returncode == 0
+    listed = run("user", "list").stdout
+    assert "lee\tteacher\tClass A,Class B\t-\tdisabled" in listed
+    audit = run("audit").stdout
+    assert "user.add" in audit and "user.disable" in audit and "cli:" in audit
