@@ -4,7 +4,7 @@ pages/ and checks the role again itself, so typing another page's address shows 
 import streamlit as st
 
 from db.access import PAGES
-from pages.shared import daily_retention, viewer
+from pages.shared import daily_retention, language_picker, viewer
 
 st.set_page_config(page_title="Qwen All-in-One", page_icon="🧠", layout="wide")
 ALL = {
@@ -14,6 +14,7 @@ ALL = {
     "trends": st.Page("pages/trends.py", title="Trends & alerts · 趋势与预警", icon="📈"),
     "admin": st.Page("pages/admin.py", title="Admin · 管理", icon="🔐"),
 }
+language_picker()  # in the entry point, so the choice holds on every page
 who = viewer()
 daily_retention()
 allowed = [ALL[name] for name in ALL if name in PAGES[who.role]]

@@ -44,10 +44,14 @@ if not can(who, "chat_as_anyone"):  # a student chats as themselves only
 else:
     people = read(list_people, who.scope)
     NEW = "\x00new"
-    choice = st.selectbox(t("who_is_chatting"), [p.handle for p in people] + [NEW], key="person",
+    # Nobody is preselected: a conversation is never shown or stored under someone the user did not choose.
+    choice = st.selectbox(t("who_is_chatting"), [NEW] + [p.handle for p in people], key="person", index=None,
+                          placeholder=t("choose_person"),
                           format_func=lambda handle: t("new_person") if handle == NEW else
                           next(f"{p.display_name} ({p.handle})" for p in people if p.handle == handle))
-    if choice == NEW:
+    if choice is None:
+        handle = None
+    elif choice == NEW:
         left, middle, right = st.columns(3)
         handle = left.text_input(t("handle"), key="new_handle").strip()
         display_name = middle.text_input(t("display_name"), key="new_display_name").strip() or None
@@ -87,11 +91,16 @@ for message in stored:
                 st.caption(t("interrupted"))
 
 pending = st.session_state.pop("pending_message", None)
+waiting = st.session_state.get("waiting_message")  # typed before anyone was chosen: kept, sent once someone is
+if waiting and handle:
+    pending = (st.session_state.pop("waiting_message"), handle, display_name, group)
+elif waiting:
+    st.info(t("kept_message") + " — " + plain(waiting[:200]))
 typed = st.chat_input(t("chat_placeholder"), key="chat_input", disabled=pending is not None)
 if typed:
     if not handle:
-        st.warning(t("need_handle"))
-        st.stop()
+        st.session_state["waiting_message"] = typed
+        st.rerun()
     st.session_state["pending_message"] = (typed, handle, display_name, group)
     st.rerun()  # runs the turn with the input disabled
 if pending:

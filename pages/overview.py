@@ -11,6 +11,7 @@ from db.reports import overview_report
 from pages.shared import (
     can,
     database,
+    flash,
     loaded_model,
     model,
     page,
@@ -56,10 +57,10 @@ if totals.messages == 0 and can(who, "manage_users"):
     st.info(t("empty_store"))
     if st.button(t("fill_demo"), key="fill_demo", type="primary"):
         try:
-            st.success(fill_demo(database(), rule=rule()))
+            flash(fill_demo(database(), rule=rule()))
+            st.rerun()
         except USER_ERRORS as error:
             st.error(str(error))
-        st.rerun()
 
 if report.unlabelled:
     st.warning(t("unlabelled", count=report.unlabelled))

@@ -13,6 +13,7 @@ from pages.shared import (
     correction_form,
     database,
     duration,
+    loaded_model,
     model,
     page,
     read,
@@ -25,6 +26,10 @@ from pages.shared import (
 
 who = page("screen")
 config = settings()
+if loaded_model() is None:
+    st.caption(t("model_loads_on_run"))
+else:
+    show_model_line(loaded_model())
 upload = st.file_uploader(t("upload", mb=config.upload_mb), type=["csv", "tsv", "txt"], key="upload",
                           max_upload_size=config.upload_mb)
 info = None
@@ -76,7 +81,7 @@ if upload is not None:
             st.error(str(error))
             st.stop()
         st.success(summary.line())
-        st.session_state["batch_id"] = summary.batch_id
+        st.session_state["show_batch"] = summary.batch_id  # the results below are this run's batch
 
 st.subheader(t("earlier_batches"))
 batches = read(list_batches, who.scope)
@@ -87,8 +92,10 @@ st.dataframe(pd.DataFrame([{"batch": b.id, "file": b.file_name, "rows": b.row_co
                             "model": b.model, "prompt": b.prompt_version, "started": b.started_at,
                             "seconds": round(b.seconds, 1)} for b in batches]), hide_index=True, key="batches")
 ids = [b.id for b in batches]
-chosen = st.session_state.get("batch_id", ids[0])
-batch_id = st.selectbox(t("show_batch"), ids, key="show_batch", index=ids.index(chosen) if chosen in ids else 0)
+if st.session_state.get("show_batch") not in ids:
+    st.session_state["show_batch"] = ids[0]
+batch_id = st.selectbox(t("show_batch"), ids, key="show_batch",
+                        format_func=lambda i: next(f"#{b.id} {b.file_name}" for b in batches if b.id == i))
 batch = next(b for b in batches if b.id == batch_id)
 
 st.subheader(t("results", id=batch.id, name=batch.file_name))

@@ -52,9 +52,16 @@ def t(key: str, **values: object) -> str:
 
 
 def language_picker() -> None:
+    """The sidebar's language choice, kept in a plain session key (not the widget's), so it holds on every page and
+    every rerun of this browser session."""
     default = settings().ui_lang
-    st.sidebar.selectbox(text("language", default), ["en", "zh"], key="lang",
-                         index=["en", "zh"].index(st.session_state.get("lang", default)),
+    st.session_state.setdefault("lang", default)
+
+    def chosen() -> None:
+        st.session_state["lang"] = st.session_state["lang_picker"]
+
+    st.sidebar.selectbox(text("language", default), ["en", "zh"], key="lang_picker",
+                         index=["en", "zh"].index(st.session_state["lang"]), on_change=chosen,
                          format_func=lambda code: {"en": "English", "zh": "中文"}[code])
 
 
@@ -65,8 +72,8 @@ def page(title_key: str) -> Viewer:
     if title_key not in PAGES[who.role]:
         st.error(t("not_allowed"))
         st.stop()
-    language_picker()
     st.title(t(title_key))
+    show_flash()
     return who
 
 
@@ -105,7 +112,6 @@ def viewer() -> Viewer:
 
 
 def sign_in_form() -> None:
-    language_picker()
     st.title(t("app_title"))
     if read(count_users) == 0:
         first_admin_form()
@@ -217,8 +223,15 @@ def show_model_problem(state: ModelState) -> None:
         st.rerun()
 
 
+def model_name(engine: Engine) -> tuple[str, str]:
+    """The model as a person knows it (its hub id, or the folder's name), and where it was loaded from."""
+    name = engine.profile.hub_id or Path(engine.name).name
+    return name, engine.description
+
+
 def show_model_line(engine: Engine) -> None:
-    st.caption(t("model_ready", name=engine.description))
+    name, where = model_name(engine)
+    st.caption(t("model_ready", name=name) + f" · {where}")
     if engine.is_random:
         st.warning(t("model_random"))
 
@@ -301,3 +314,13 @@ def daily_retention() -> None:
         if days > 0:
             removed = apply_retention(session, days)
             audit(session, "retention", "retention.apply", None, f"{removed} messages older than {days} days")
+
+
+def flash(message: str) -> None:
+    """A success message that survives the rerun an action ends with."""
+    st.session_state["_flash"] = message
+
+
+def show_flash() -> None:
+    if "_flash" in st.session_state:
+        st.success(st.session_state.pop("_flash"))

@@ -173,6 +173,33 @@ STRINGS: dict[str, dict[str, str]] = {
     "audit_log": {"en": "Audit log", "zh": "审计日志"},
     "export_audit": {"en": "Download the audit log (CSV)", "zh": "下载审计日志（CSV）"},
 
+    # tables and the rule, in both languages
+    "status_col": {"en": "status", "zh": "状态"},
+    "status_open": {"en": "open", "zh": "未处理"},
+    "status_acknowledged": {"en": "acknowledged", "zh": "已知悉"},
+    "status_resolved": {"en": "resolved", "zh": "已解决"},
+    "rule_col": {"en": "rule", "zh": "规则"},
+    "from": {"en": "from", "zh": "开始"},
+    "to": {"en": "to", "zh": "结束"},
+    "updated": {"en": "updated", "zh": "更新时间"},
+    "by": {"en": "by", "zh": "操作人"},
+    "at": {"en": "at", "zh": "时间"},
+    "rule_n": {"en": "Last N messages", "zh": "最近 N 条消息"},
+    "rule_k": {"en": "K of them negative", "zh": "其中 K 条负面"},
+    "rule_d": {"en": "Over D days", "zh": "D 天内"},
+    "rule_share": {"en": "Negative share at least", "zh": "负面占比至少"},
+    "rule_m": {"en": "Of at least M messages", "zh": "至少 M 条消息"},
+    "rule_sentence": {"en": "Alert when at least {k} of the last {n} messages are negative, or when over {d} days at "
+                            "least {share:.0%} of at least {m} messages are negative.",
+                      "zh": "当最近 {n} 条消息中至少 {k} 条为负面，或 {d} 天内至少 {m} 条消息中"
+                            "负面占比不低于 {share:.0%} 时预警。"},
+    "model_loads_on_run": {"en": "The model is not loaded yet; it loads when you press Screen (a minute the first "
+                                 "time).",
+                           "zh": "模型尚未加载；点击“筛查”时加载（首次约需一分钟）。"},
+    "choose_person": {"en": "Choose who is chatting", "zh": "请选择聊天的人"},
+    "kept_message": {"en": "Your message is kept: choose who is chatting and it is sent.",
+                     "zh": "你的消息已保留：选择聊天的人后会自动发送。"},
+
 }
 
 

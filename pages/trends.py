@@ -9,7 +9,7 @@ from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_aler
 from db.privacy import audit
 from db.reports import person_report, rank_people
 from db.rules import AlertRule
-from pages.shared import can, correction_form, page, read, risk_badge, rule, t, write
+from pages.shared import can, correction_form, flash, page, read, risk_badge, rule, t, write
 
 who = page("trends")
 ranked = read(rank_people, days=rule().days, limit=500, scope=who.scope)
@@ -27,13 +27,14 @@ st.dataframe(pd.DataFrame([{t("person"): p.display_name, "handle": p.handle, t("
 with st.expander(t("rule")):
     default = rule()
     columns = st.columns(5)
-    last_n = columns[0].number_input("N", 1, 50, default.last_n, key="rule_n")
-    last_k = columns[1].number_input("K", 1, 50, min(default.last_k, last_n), key="rule_k")
-    days = columns[2].number_input("D", 1, 90, default.days, key="rule_days")
-    share = columns[3].slider("%", 0.1, 1.0, default.share, 0.05, key="rule_share")
-    minimum = columns[4].number_input("M", 1, 100, default.min_messages, key="rule_min")
-    st.caption(f"{t('rule_last')} · {t('rule_days')}")
+    last_n = columns[0].number_input(t("rule_n"), 1, 50, default.last_n, key="rule_n")
+    last_k = columns[1].number_input(t("rule_k"), 1, 50, min(default.last_k, last_n), key="rule_k")
+    days = columns[2].number_input(t("rule_d"), 1, 90, default.days, key="rule_days")
+    share = columns[3].slider(t("rule_share"), 0.1, 1.0, default.share, 0.05, key="rule_share")
+    minimum = columns[4].number_input(t("rule_m"), 1, 100, default.min_messages, key="rule_min")
     chosen = AlertRule(int(last_n), int(min(last_k, last_n)), int(days), float(share), int(minimum))
+    st.caption(t("rule_sentence", k=chosen.last_k, n=chosen.last_n, share=chosen.share, m=chosen.min_messages,
+                 d=chosen.days))
     if st.button(t("apply_rule"), key="apply_rule"):
         st.success(t("rule_applied", count=write(refresh_all_alerts, chosen) or 0))
 
@@ -64,8 +65,8 @@ else:
         windows = pd.DataFrame(report.flagged, columns=["start", "end"])
         layers.append(alt.Chart(windows).mark_rect(color="#d64545", opacity=0.12).encode(x="start:T", x2="end:T"))
     layers.append(alt.Chart(points).mark_line(color="#555").encode(
-        x=alt.X("at:T", title=None), y=alt.Y("rolling:Q", title=t("chart_axis"),
-                                             scale=alt.Scale(domain=[0, 1]))))
+        x=alt.X("at:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30)),
+        y=alt.Y("rolling:Q", title=t("chart_axis"), scale=alt.Scale(domain=[0, 1]))))
     layers.append(alt.Chart(points).mark_circle(size=70, opacity=0.85).encode(
         x="at:T", y="p_negative:Q", color=colour,
         tooltip=[alt.Tooltip("at:T", title="time"), alt.Tooltip("label:N"), alt.Tooltip("confidence:Q", format=".2f"),
@@ -78,30 +79,39 @@ else:
 st.subheader(t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
 alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked])
+alerts.sort(key=lambda a: a.person.handle != handle)  # the viewed person's alerts first, in the usual order
 if not alerts:
     st.caption(t("no_alerts"))
     st.stop()
-st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, "status": a.status,
-                            "rule": risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
-                            "message": a.message.text if a.kind == "risk" and a.message and who.scope.texts
+st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, t("status_col"): t(f"status_{a.status}"),
+                            t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
+                            t("message"): a.message.text if a.kind == "risk" and a.message and who.scope.texts
                             else "",
-                            t("negative_share"): round(a.negative_share, 2), "from": a.window_start,
-                            "to": a.window_end, "updated": a.updated_at, "by": a.updated_by or "",
+                            t("negative_share"): round(a.negative_share, 2), t("from"): a.window_start,
+                            t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")
 alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
-                        format_func=lambda i: next(f"#{i} {a.person.display_name} ({a.status})"
+                        format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
                                                    for a in alerts if a.id == i))
+
+
+def act(alert_id: int, status: str) -> None:
+    """Runs before the page is drawn again, so the table, the selector and the history show the new state."""
+    note = st.session_state.get("alert_note", "")
+    if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
+        write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
+        st.session_state["alert_note"] = ""
+        flash(t("alert_updated", id=alert_id, status=t(f"status_{status}")))
+
+
 if can(who, "act_on_alerts"):
-    note = st.text_area(t("note"), key="alert_note")
+    st.text_area(t("note"), key="alert_note")
     buttons = st.columns(3)
     for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
                                                  ("open", "reopen")), strict=True):
-        if column.button(t(label), key=f"alert_{status}"):
-            if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
-                write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
-                st.toast(t("alert_updated", id=alert_id, status=status))
+        column.button(t(label), key=f"alert_{status}", on_click=act, args=(alert_id, status))
 with st.expander(t("history")):
     selected = next(a for a in alerts if a.id == alert_id)
-    st.dataframe(pd.DataFrame([{"at": e.at, "from": e.from_status or "", "to": e.to_status, "by": e.by or "",
-                                t("note"): e.note or ""} for e in selected.events]), hide_index=True,
-                 key="alert_history")
+    st.dataframe(pd.DataFrame([{t("at"): e.at, t("from"): t(f"status_{e.from_status}") if e.from_status else "",
+                                t("to"): t(f"status_{e.to_status}"), t("by"): e.by or "", t("note"): e.note or ""}
+                               for e in selected.events]), hide_index=True, key="alert_history")

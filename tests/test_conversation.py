@@ -3,7 +3,9 @@ and labelled once a model is back."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import func, select
 
 from aio_core.reply import ReplyOptions
 from aio_core.workflows.conversation import history, label_pending, start_turn
@@ -67,3 +69,10 @@ def test_demo_class_is_marked_and_has_alerts(db, rule):
                                          for p in people)
         assert set(session.scalars(select(Message.model))) == {DEMO_MODEL}
         assert list_alerts(session), "the simulated negative stretches should open alerts"
+
+
+def test_the_demo_class_has_nothing_dated_after_now(db, rule):
+    now = datetime(2026, 5, 6, 9, 30)  # a morning: a 16:00 end of day would lie in the future
+    fill_demo(db, rule=rule, people=6, weeks=2, seed=3, now=now)
+    with reading(db) as session:
+        assert session.scalar(select(func.max(Message.created_at))) <= now

@@ -72,6 +72,7 @@ def test_overview_on_an_empty_store_offers_the_demo_and_fills_it(app_env):
 
 def test_chat_stores_the_turn_and_shows_its_label(app_env):
     at = open_page("chat")
+    at.selectbox(key="person").set_value("\x00new").run()
     at.text_input(key="new_handle").set_value("amy").run()
     at.chat_input(key="chat_input").set_value("今天的实验终于成功了，太棒了！").run()
     assert not at.exception
@@ -87,6 +88,7 @@ def test_chat_stores_the_turn_and_shows_its_label(app_env):
 
 def test_chat_text_is_never_rendered_as_html_or_links(app_env):
     at = open_page("chat")
+    at.selectbox(key="person").set_value("\x00new").run()
     at.text_input(key="new_handle").set_value("eve").run()
     attack = "<img src=x onerror=alert(1)> [click](javascript:alert(2)) :red[x] $x^2$"
     at.chat_input(key="chat_input").set_value(attack).run()
@@ -153,6 +155,7 @@ def test_without_a_model_chat_says_why_stores_unlabelled_and_other_pages_work(ap
     monkeypatch.setenv("AIO_MODEL", "/models/not-here")
     at = open_page("chat")
     assert any("AIO_MODEL=/models/not-here" in e for e in values(at.error))
+    at.selectbox(key="person").set_value("\x00new").run()
     at.text_input(key="new_handle").set_value("amy").run()
     at.chat_input(key="chat_input").set_value("is anyone there?").run()
     assert not at.exception
@@ -167,7 +170,7 @@ def test_without_a_model_chat_says_why_stores_unlabelled_and_other_pages_work(ap
 
 def test_chinese_interface(app_env):
     at = open_page("overview")
-    at.selectbox(key="lang").set_value("zh").run()
+    at.selectbox(key="lang_picker").set_value("zh").run()
     assert not at.exception
     assert [m.label for m in at.metric][0] == "已存消息"
 
@@ -202,3 +205,51 @@ def test_the_screen_table_follows_the_chosen_order_and_filter_from_the_store(app
     at.toggle(key="flagged_only").set_value(True).run()
     shown = frame(at, "text", "flagged")
     assert all(shown["flagged"]) and "I want to kill myself" in list(shown["text"])
+
+
+def test_the_results_shown_are_those_of_the_batch_just_screened(app_env):
+    at = open_page("screen")
+    for name, content in (("first.csv", "comment\nfine\nbad\n"), ("second.csv", "comment\nlovely\n")):
+        at.file_uploader(key="upload").upload(name, content.encode(), "text/csv").run()
+        at.button(key="run").click().run()
+        assert not at.exception
+    assert any("second.csv" in s.value for s in at.subheader)
+    assert list(frame(at, "text", "flagged")["text"]) == ["lovely"]
+
+
+def test_acting_on_an_alert_shows_the_new_state_at_once_and_clears_the_note(app_env):
+    seed_person(app_env, "sad", "------")
+    seed_person(app_env, "also", "------")
+    at = open_page("trends")
+    viewed = at.selectbox(key="trend_person").value
+    first = at.selectbox(key="alert_id").value
+    with reading(app_env) as session:
+        assert session.get(Alert, first).person.handle == viewed  # the viewed person's alert comes first
+    at.text_area(key="alert_note").set_value("called home").run()
+    at.button(key="alert_acknowledged").click().run()
+    assert not at.exception
+    table = frame(at, "id", "status")
+    assert table.loc[table["id"] == first, "status"].iloc[0] == "acknowledged"
+    assert at.text_area(key="alert_note").value == ""
+    assert any("is now acknowledged" in s.value for s in at.success)
+
+
+def test_the_language_choice_holds_on_every_page(app_env):
+    at = open_page("overview")
+    at.selectbox(key="lang_picker").set_value("zh").run()
+    for name, title in (("trends", "趋势与预警"), ("screen", "评论筛查"), ("chat", "聊天")):
+        at.switch_page(f"pages/{name}.py").run()
+        assert at.title[0].value == title
+
+
+def test_chat_starts_on_no_one_and_keeps_a_message_typed_before_choosing(app_env):
+    seed_person(app_env, "amy", "++")
+    at = open_page("chat")
+    assert at.selectbox(key="person").value is None
+    assert not [m for m in at.chat_message]  # nobody's history is shown before someone is chosen
+    at.chat_input(key="chat_input").set_value("hello there").run()
+    assert any("Your message is kept" in i.value for i in at.info)
+    at.selectbox(key="person").set_value("amy").run()
+    assert not at.exception
+    with reading(app_env) as session:
+        assert session.scalars(select(Message.text).where(Message.text == "hello there")).all() == ["hello there"]

@@ -63,7 +63,8 @@ def fill_demo(db: Database, *, rule: AlertRule, people: int = 12, weeks: int = 6
         raise UserError(f"The store already holds {existing} messages; the demo only fills an empty store "
                         "(point AIO_DB_URL at a new file to try it).")
     rng = random.Random(seed)
-    end = (now or utcnow()).replace(hour=16, minute=0, second=0, microsecond=0)
+    # Noon yesterday, so that no simulated message (noon -7 h .. +5 h) is dated later than now.
+    end = ((now or utcnow()) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=weeks * 7 - 1)
     plan = _plan(rng, people, weeks)
     stored = 0
