@@ -179,15 +179,21 @@ def head_lodo(rows: Sequence[LabelledRow], feats: Features, which: int, *, corre
     return scores, held_out
 
 
+def merit(scores: Sequence[float]) -> float:
+    """How a method is ranked on a set of domains: the mean of their mean and their worst, so one strong domain cannot
+    hide a weak one."""
+    return (float(np.mean(scores)) + float(np.min(scores))) / 2 if len(scores) else 0.0
+
+
 def choose_lodo(rows: Sequence[LabelledRow], candidates: dict[str, Scores]) -> tuple[Scores, dict[str, str]]:
     """Leave-one-domain-out choice among candidate methods, per language: for each domain, the candidate with the
-    best mean over the OTHER domains of its language is picked and scored on it. Returns the scores and the picks."""
+    best `merit` over the OTHER domains of its language is picked and scored on it. Returns the scores and the picks."""
     languages = domains_of(rows)
     scores: Scores = {}
     picks: dict[str, str] = {}
     for d, lang in languages.items():
         others = [o for o, other_lang in languages.items() if other_lang == lang and o != d]
-        best = max(candidates, key=lambda name: np.mean([candidates[name][o] for o in others]) if others else 0)
+        best = max(candidates, key=lambda name: merit([candidates[name][o] for o in others]))
         picks[d], scores[d] = best, candidates[best][d]
     return scores, picks
 
@@ -209,11 +215,10 @@ def choose_readouts(rows: Sequence[LabelledRow], feats: Features) -> tuple[dict[
     per-domain scores."""
     tables = {which: head_lodo(rows, feats, which)[0] for which in range(len(feats.readouts))}
     choice = {}
-    for lang in sorted(set(domains_of(rows).values())):
-        def merit(which: int, lang: str = lang) -> float:
-            result = summary(rows, tables[which])[lang]
-            return (result["mean"] + result["worst"]) / 2
-        choice[lang] = max(tables, key=merit)
+    languages = domains_of(rows)
+    for lang in sorted(set(languages.values())):
+        mine = [d for d, other in languages.items() if other == lang]
+        choice[lang] = max(tables, key=lambda which, mine=mine: merit([tables[which][d] for d in mine]))
     return choice, tables
 
 
@@ -275,31 +280,29 @@ def study(rows: Sequence[LabelledRow], *, engine: Engine, prompts: Sequence[str]
     bands = {"zero-shot": band_table(rows, zero_shot_p)}
     if base.hidden is not None:
         choice, tables = choose_readouts(rows, base)
+        names = {which: f"{r.kind} L{r.layer}" for which, r in enumerate(base.readouts)}
         for which, table in tables.items():
-            readout = base.readouts[which]
-            columns[f"head ({readout.kind} L{readout.layer})"] = table
-        readout_picks = {}
-        for lang in choice:
-            mine = [d for d, other_lang in domains_of(rows).items() if other_lang == lang]
-            lodo_choice, lodo_picks = choose_lodo([r for r in rows if r.domain in mine], tables)
-            columns.setdefault("head", {}).update(lodo_choice)
-            readout_picks.update({d: f"{base.readouts[w].kind} L{base.readouts[w].layer}" for d, w in
-                                  lodo_picks.items()})
-        report["readout_choice"] = {lang: f"{base.readouts[w].kind} L{base.readouts[w].layer}"
-                                    for lang, w in choice.items()}
-        report["readout_picks"] = readout_picks
+            columns[f"head ({names[which]})"] = table
+        # The readout for each held-out domain is chosen on the other domains of its language, like everything else.
+        lodo, picks = choose_lodo(rows, {names[w]: t for w, t in tables.items()})
+        columns["head"] = lodo
+        by_name = {name: which for which, name in names.items()}
+        report["readout_choice"] = {lang: names[w] for lang, w in choice.items()}
+        report["readout_picks"] = picks
         held = np.full(len(rows), 0.5)
-        for lang, which in choice.items():
-            mask = np.array([r.lang == lang for r in rows])
-            held[mask] = head_lodo(rows, base, which)[1][mask]
+        domain = np.array([r.domain for r in rows])
+        for which in tables:
+            p = head_lodo(rows, base, which)[1]
+            for d, name in picks.items():
+                if by_name[name] == which:
+                    held[domain == d] = p[domain == d]
         calibrations["head"] = calibration(rows, held)
         bands["head"] = band_table(rows, held)
         for k in corrections:
-            scores: Scores = {}
-            for lang, which in choice.items():
-                lodo = head_lodo(rows, base, which, corrections=k)[0]
-                scores.update({d: s for d, s in lodo.items() if domains_of(rows)[d] == lang})
-            columns[f"head + {k} corrections"] = scores
+            if k == 0:
+                continue
+            taught = {which: head_lodo(rows, base, which, corrections=k)[0] for which in tables}
+            columns[f"head + {k} corrections"] = {d: taught[by_name[name]][d] for d, name in picks.items()}
     report["columns"] = columns
     report["summary"] = {name: summary(rows, scores) for name, scores in columns.items()}
     report["calibration"] = calibrations
