@@ -1,18 +1,19 @@
 """Risk: is someone in danger? A signal of its own, apart from sentiment.
 
 Negativity is not risk ("this exam was awful") and risk is not always negative in tone ("I finally know how I'll
-end it, I feel calm"). Two readers decide, and the higher level wins:
+end it, I feel calm"). Two readers:
 
 - a phrase list (`aio_core/data/risk_phrases.json`, or the file `AIO_RISK_PHRASES` names): unambiguous statements
-  such as "I want to kill myself" or 不想活了 decide at once, with idioms ("die laughing", 笑死) excepted;
-- the model's risk readout: one forward pass with the risk reviewer's prompt (the same loaded model, the same
-  prefix cache, label tokens read at the answer position like sentiment). Its probability of "any risk" marks
-  `concern` from `CONCERN_AT`, `urgent` from `URGENT_AT`; both thresholds were chosen on `tests/data/risk_eval.csv`
-  and checked on a second set written after they were frozen (README, "Risk").
+  such as "I want to kill myself" or 不想活了 decide at once, with idioms ("die laughing", 笑死) excepted. This is
+  the default (`AIO_RISK=phrases`).
+- the model's risk readout (`AIO_RISK=auto`): one forward pass with the risk reviewer's prompt (the same loaded
+  model and prefix cache, label tokens read at the answer position like sentiment). On the eval model it ranks our
+  hard non-risk texts ("this exam is killing me", news, lyrics) as high as real risk (AUC 0.48, README "Risk"), so
+  it may only ever raise `concern`, never `urgent`, and only above `CONCERN_AT_LOG_ODDS`, the 90th percentile of
+  ordinary complaints. It is off by default until a model reads risk better than chance.
 
 The model reads only texts that are not clearly positive (`READ_BELOW_P_POSITIVE`), which keeps the bulk path's
-cost down; a positive-sounding risk statement still has the phrase list. `AIO_RISK=phrases` skips the model,
-`AIO_RISK=off` assesses nothing (every message stays unassessed, never "none").
+cost down. `AIO_RISK=off` assesses nothing (every message stays unassessed, never "none").
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from aio_core.prompts import RISK_PROMPT
 BUILT_IN = Path(__file__).resolve().parent / "data" / "risk_phrases.json"
 LEVELS = ("none", "concern", "urgent")
 CATEGORIES = ("self-harm", "harm-to-others", "abuse", "bullying")
-CONCERN_AT = 0.5
-URGENT_AT = 0.9
+# log P(any risk) - log P(safe) above which the model's readout marks "concern": the 90th percentile of 300 negative
+# product reviews from the multi-domain file (eval model, risk-1 prompt; README "Risk").
+CONCERN_AT_LOG_ODDS = 7.65
 READ_BELOW_P_POSITIVE = 0.9  # texts whose sentiment is at least this surely positive are not read by the model
 
 
@@ -119,13 +121,13 @@ def risk_version(engine: Engine) -> str:
 
 
 def model_risk(texts: Sequence[str], *, engine: Engine) -> tuple[np.ndarray, list[str]]:
-    """The model's P(any risk) and its most likely category, per text."""
+    """The model's log-odds of any risk against safe, and its most likely category, per text."""
     if not texts:
         return np.zeros(0), []
     reading = read(texts, engine=engine, prompt=RISK_PROMPT)
     names = [c for c in reading.classes if c != "none"]
     best = np.argmax(np.stack([reading.classes[c] for c in names]), axis=0)
-    return sigmoid(reading.log_odds), [names[i] for i in best]
+    return reading.log_odds, [names[i] for i in best]
 
 
 def assess_risk(texts: Sequence[str], *, engine: Engine,
@@ -138,20 +140,21 @@ def assess_risk(texts: Sequence[str], *, engine: Engine,
     phrases = load_phrases(engine.settings.risk_phrases)
     version = risk_version(engine)
     matches = [phrases.match(t) for t in texts]
-    scores = np.zeros(len(texts))
+    log_odds = np.full(len(texts), -np.inf)
     categories: list[str | None] = [None] * len(texts)
     if mode == "auto":
         wanted = [i for i, m in enumerate(matches) if m is None
                   and (sentiments is None or 1.0 - sentiments[i].p_negative < READ_BELOW_P_POSITIVE)]
-        p_risk, named = model_risk([texts[i] for i in wanted], engine=engine)
-        for i, p, category in zip(wanted, p_risk.tolist(), named, strict=True):
-            scores[i], categories[i] = p, category
+        found, named = model_risk([texts[i] for i in wanted], engine=engine)
+        for i, value, category in zip(wanted, found.tolist(), named, strict=True):
+            log_odds[i], categories[i] = value, category
+    scores = sigmoid(log_odds)
     results: list[Risk | None] = []
     for i, match in enumerate(matches):
         if match is not None:
             rule, words = match
             results.append(Risk(rule.level, rule.category, 1.0, version, words))
             continue
-        level = "urgent" if scores[i] >= URGENT_AT else "concern" if scores[i] >= CONCERN_AT else "none"
+        level = "concern" if log_odds[i] >= CONCERN_AT_LOG_ODDS else "none"
         results.append(Risk(level, categories[i] if level != "none" else None, float(scores[i]), version))
     return results

@@ -33,10 +33,10 @@ class Settings:
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     threads: int = 0  # 0 = all cores this process may use
     db_url: str = DEFAULT_DB_URL
-    data_dir: str = str(DATA_DIR)  # label heads (heads/), the feature cache (cache/), uploads of running jobs
+    data_dir: str = str(DATA_DIR)  # label heads (heads/) and the study's feature cache (cache/)
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
     head: str = "auto"  # auto = use the label head fitted on these weights and this prompt, if there is one | off
-    risk: str = "auto"  # auto = risk phrases + the model's risk readout | phrases = the phrase list only | off
+    risk: str = "phrases"  # phrases = the phrase list | auto = + the model's readout (concern only) | off
     risk_phrases: str = ""  # a JSON phrase list in the shape of aio_core/data/risk_phrases.json; "" = built in
     helpline: str = ""  # help-line sentence in the chat's safe message; "" = the built-in generic one
     safe_messages: str = ""  # a JSON file in the shape of aio_core/data/safe_messages.json; "" = built in
