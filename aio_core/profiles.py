@@ -22,6 +22,7 @@ class Sampling:
     no_repeat_ngram_size: int = 0  # 0 = off; n = no n-gram of the reply (or its prompt) appears twice
     max_new_tokens: int = 128
     seed: int | None = None  # fixed seed: the same prompt gives the same reply
+    suppress_ids: tuple[int, ...] = ()  # tokens never sampled (the other language's script, see reply.py)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ yielded as soon as it is complete UTF-8.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -54,6 +55,27 @@ def build_messages(engine: Engine, history: Sequence[Message], sentiment: Sentim
                                                                  engine.settings.history_tokens)]
 
 
+# No 4-token span of the conversation so far (the user's words, earlier replies, the instructions) is said again:
+# transformers' NoRepeatNGramLogitsProcessor over the whole prompt, which stopped echo, repeats and quoting.
+NO_REPEAT_NGRAM = 4
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_SCRIPT_BANS: dict[tuple[int, str], tuple[int, ...]] = {}
+
+
+def other_script_ids(tokenizer: Tokenizer, lang: str) -> tuple[int, ...]:
+    """Tokens of the other language's script, never sampled in a reply in `lang`: Han characters in an English
+    reply, Latin words in a Chinese one (special tokens, digits and punctuation stay). The eval model otherwise
+    answered some Chinese messages in English."""
+    key = (id(tokenizer), lang)
+    if key not in _SCRIPT_BANS:
+        special = set(tokenizer.all_special_ids)
+        pattern = _HAN if lang == "en" else _LATIN_WORD
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _SCRIPT_BANS[key] = tuple(i for i, text in enumerate(texts) if i not in special and pattern.search(text))
+    return _SCRIPT_BANS[key]
+
+
 @dataclass(frozen=True)
 class ReplyOptions:
     """Overrides of the model profile's generation defaults; None keeps the default."""
@@ -65,6 +87,7 @@ class ReplyOptions:
     no_repeat_ngram_size: int | None = None
     max_new_tokens: int | None = None
     seed: int | None = None  # fixed seed: the same history gives the same reply
+    same_script: bool = True  # the reply stays in the script of the user's language (see other_script_ids)
 
 
 DEFAULT_OPTIONS = ReplyOptions()  # frozen, so one shared default is safe
@@ -74,7 +97,13 @@ def generate_tokens(engine: Engine, messages: Sequence[Message], options: ReplyO
                     stop_at_end: bool = True) -> Iterator[int]:
     """Token ids of the assistant's next turn, one at a time, until an end token (unless `stop_at_end` is False,
     as when the benchmark times a fixed length) or the token limit."""
-    sampling = replace(engine.profile.generation, **{k: v for k, v in vars(options).items() if v is not None})
+    chosen = {k: v for k, v in vars(options).items() if v is not None and k != "same_script"}
+    sampling = replace(engine.profile.generation, **chosen)
+    if options.no_repeat_ngram_size is None and not sampling.no_repeat_ngram_size:
+        sampling = replace(sampling, no_repeat_ngram_size=NO_REPEAT_NGRAM)
+    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    if options.same_script and last_user:
+        sampling = replace(sampling, suppress_ids=other_script_ids(engine.tokenizer, detect_lang(last_user)))
     prompt = encode_chat(engine.tokenizer, messages, template_kwargs=engine.profile.template_kwargs)
     return engine.backend.generate(prompt, sampling, stop_at_end=stop_at_end)
 

@@ -35,7 +35,7 @@ def test_a_good_reply_passes_every_check():
     ("我理解你的感受，这确实让人难过。", "language"),
     ("You said my brother read my diary and told his friends, that is bad.", "no_echo"),
     ("I am so angry about this too! Brothers can be the worst.", "no_adoption"),
-    ("I will offer you one small practical step: breathe.", "no_leak"),
+    ("You are having a hard time, try something they could try.", "no_leak"),
     ("Okay.", "length"),
     ("That sounds hard, and maybe you could", "ends_cleanly"),
 ])

@@ -7,6 +7,7 @@ import pytest
 from aio_core.classify import Sentiment
 from aio_core.prompts import assistant_system_prompt
 from aio_core.reply import ReplyOptions, build_messages, generate_tokens, reply, reply_text, trim_history
+from aio_core.templating import encode_chat
 
 NEGATIVE = Sentiment(label="negative", confidence=0.9, p_negative=0.9, uncertain=False, prompt_version="v", lang="en",
                      truncated=False)
@@ -34,8 +35,8 @@ def test_same_seed_same_reply_and_token_limit_holds(engine):
 
 def test_tone_adapts_to_the_label_and_language():
     assert assistant_system_prompt("en", "negative") != assistant_system_prompt("en", "positive")
-    assert "upset" in assistant_system_prompt("en", "negative")
-    assert "喜悦" in assistant_system_prompt("zh", "positive")
+    assert "hard time" in assistant_system_prompt("en", "negative")
+    assert "开心" in assistant_system_prompt("zh", "positive")
     assert assistant_system_prompt("en", "negative", uncertain=True) == assistant_system_prompt("en", None)
 
 
@@ -78,3 +79,21 @@ def test_reply_stops_at_the_end_of_turn_token(engine):
     finally:
         hook.remove()
     assert text == ""
+
+
+def test_a_reply_stays_in_the_users_script_and_never_repeats_a_span_of_the_conversation(engine):
+    """The tiny model's random weights would happily emit any script; the reply's processors forbid the other
+    language's script and any 4-token span already in the conversation."""
+    from aio_core.reply import NO_REPEAT_NGRAM, generate_tokens, other_script_ids
+
+    banned = set(other_script_ids(engine.tokenizer, "en"))
+    assert banned and all(not any("\u4e00" <= ch <= "\u9fff" for ch in engine.tokenizer.decode([i]))
+                          for i in set(range(len(engine.tokenizer))) - banned - set(engine.tokenizer.all_special_ids))
+    messages = build_messages(engine, [{"role": "user", "content": "the the the the the the"}], NEGATIVE)
+    ids = list(generate_tokens(engine, messages, ReplyOptions(seed=5, max_new_tokens=40)))
+    assert not banned & set(ids)
+    prompt = encode_chat(engine.tokenizer, messages, template_kwargs=engine.profile.template_kwargs)
+    sequence = prompt + ids
+    grams = [tuple(sequence[i:i + NO_REPEAT_NGRAM]) for i in range(len(sequence) - NO_REPEAT_NGRAM + 1)]
+    new = grams[len(prompt) - NO_REPEAT_NGRAM + 1:]
+    assert all(grams.count(g) == 1 for g in new)

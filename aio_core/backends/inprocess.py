@@ -19,6 +19,7 @@ from transformers import (
     LogitsProcessorList,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
+    SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
@@ -42,6 +43,8 @@ class TorchPrefix:
 def logits_processors(sampling: Sampling) -> LogitsProcessorList:
     """transformers' processors for these options, in the order `generate` applies them (penalties, then warpers)."""
     processors = LogitsProcessorList()
+    if sampling.suppress_ids:
+        processors.append(SuppressTokensLogitsProcessor(list(sampling.suppress_ids)))
     if sampling.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
     if sampling.no_repeat_ngram_size > 0:

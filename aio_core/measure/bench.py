@@ -37,15 +37,16 @@ def measure_engine(settings: Settings, *, quick: bool) -> dict:
     """Figures of the engine itself, in this process."""
     from aio_core.classify import classify, prepared_prompt
     from aio_core.engine import load_engine
-    from aio_core.reply import ReplyOptions, generate_tokens
+    from aio_core.reply import ReplyOptions, generate_tokens, other_script_ids
 
     started = time.perf_counter()
     engine = load_engine(settings)
     load_s = time.perf_counter() - started
     texts = list(BENCH_TEXTS[:12] if quick else BENCH_TEXTS)
     started = time.perf_counter()
-    for lang in engine.prompt.variants:  # the one-time prompt preparation, reported apart from per-text figures
+    for lang in engine.prompt.variants:  # the one-time preparation, reported apart from per-text figures
         prepared_prompt(engine, lang)
+        other_script_ids(engine.tokenizer, lang)  # the reply's script filter, built once per language
     prepare_s = time.perf_counter() - started
     single = []
     for text in texts * (1 if quick else 2):
