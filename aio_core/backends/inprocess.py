@@ -40,11 +40,24 @@ class TorchPrefix:
     kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
+class _SuppressWithMask(SuppressTokensLogitsProcessor):
+    """transformers' SuppressTokensLogitsProcessor with its vocabulary mask computed once per reply instead of at every
+    token (torch.isin over a 150k vocabulary and tens of thousands of suppressed ids cost ~20 ms a token)."""
+
+    _mask: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._mask is None or self._mask.shape[-1] != scores.shape[-1]:
+            vocab = torch.arange(scores.shape[-1], device=scores.device)
+            self._mask = torch.isin(vocab, self.suppress_tokens.to(scores.device))
+        return scores.masked_fill(self._mask, -float("inf"))
+
+
 def logits_processors(sampling: Sampling) -> LogitsProcessorList:
     """transformers' processors for these options, in the order `generate` applies them (penalties, then warpers)."""
     processors = LogitsProcessorList()
     if sampling.suppress_ids:
-        processors.append(SuppressTokensLogitsProcessor(list(sampling.suppress_ids)))
+        processors.append(_SuppressWithMask(list(sampling.suppress_ids)))
     if sampling.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
     if sampling.no_repeat_ngram_size > 0:
