@@ -8,8 +8,10 @@ line, the summary object last.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -469,12 +471,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_write_holds() -> None:
+    from db.session import WriteHolds
+
+    print("write-holds " + json.dumps({"longest": WriteHolds.longest, "count": WriteHolds.count,
+                                       "mean": WriteHolds.total / max(WriteHolds.count, 1)}), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from aio_core.workflows import USER_ERRORS
 
+    if os.environ.get("AIO_REPORT_WRITE_HOLDS"):  # for the load test: how long this process held the write lock
+        atexit.register(_report_write_holds)
     try:
         settings = Settings.from_env(model=getattr(args, "model", None), device=getattr(args, "device", None),
                                      dtype=getattr(args, "dtype", None), threads=getattr(args, "threads", None),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,9 +83,31 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> No
     cursor.close()
 
 
+class WriteHolds:
+    """How long this process held SQLite's write lock: from BEGIN IMMEDIATE returning to the commit (what every other
+    writer waits for). Read by the load test and reported in the README's reliability figures."""
+
+    longest = 0.0
+    total = 0.0
+    count = 0
+    _started: dict[int, float] = {}
+
+    @classmethod
+    def record(cls, seconds: float) -> None:
+        cls.longest, cls.total, cls.count = max(cls.longest, seconds), cls.total + seconds, cls.count + 1
+
+
 def _sqlite_begin(connection: object) -> None:
     readonly = connection.get_execution_options().get("aio_readonly", False)
     connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+    if not readonly:
+        WriteHolds._started[id(connection.connection.dbapi_connection)] = time.perf_counter()
+
+
+def _sqlite_end(connection: object) -> None:
+    started = WriteHolds._started.pop(id(connection.connection.dbapi_connection), None)
+    if started is not None:
+        WriteHolds.record(time.perf_counter() - started)
 
 
 def describe(url: str) -> str:
@@ -136,6 +159,8 @@ def make_db(url: str) -> Engine:
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "commit", _sqlite_end)
+        event.listen(engine, "rollback", _sqlite_end)
     try:
         _migrate(engine)
     except (SQLAlchemyError, sqlite3.Error) as exc:
