@@ -38,7 +38,7 @@ def correct_label(session: Session, message_id: int, to_label: str, *, by: str, 
     if not by.strip():
         raise StoreError("Say who is correcting this label, so the history shows it.")
     message = _message(session, message_id, scope)
-    correction = Correction(message_id=message.id, from_label=message.human_label or message.label,
+    correction = Correction(message_id=message.id, from_label=message.effective_label,
                             to_label=to_label, by=by.strip(), note=note.strip() or None)
     session.add(correction)
     message.human_label = to_label

@@ -17,7 +17,7 @@ RISKY = ("concern", "urgent")
 
 
 def effective_label() -> ColumnElement[str | None]:
-    return func.coalesce(Message.human_label, Message.label)
+    return Message.effective_label  # defined on the model, for loaded messages and queries alike
 
 
 def is_negative() -> ColumnElement[bool]:

@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -100,6 +113,17 @@ class Message(Base):
     person: Mapped[Person | None] = relationship(back_populates="messages")
     corrections: Mapped[list[Correction]] = relationship(back_populates="message", order_by="Correction.id",
                                                          passive_deletes=True)
+
+    @hybrid_property
+    def effective_label(self) -> str | None:
+        """THE effective label: a person's correction when there is one, else the model's (both are kept). In Python
+        on a loaded message, and as SQL (`coalesce`) in queries: one definition for both."""
+        return self.human_label or self.label
+
+    @effective_label.inplace.expression
+    @classmethod
+    def _effective_label_sql(cls) -> ColumnElement[str | None]:
+        return func.coalesce(cls.human_label, cls.label)
 
 
 class Correction(Base):

@@ -225,11 +225,11 @@ def person_report(session: Session, handle: str, rule: AlertRule, *, scope: Scop
     query = (select(Message).where(Message.person_id == person.id, filters.messages())
              .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit))
     messages = list(session.scalars(query))[::-1]
-    labelled = [m for m in messages if (m.human_label or m.label)]
-    series = [(m.created_at, m.human_label or m.label) for m in labelled]
+    labelled = [m for m in messages if m.effective_label]
+    series = [(m.created_at, m.effective_label) for m in labelled]
     shares = dict(zip((m.id for m in labelled), rolling_share(series, rule.days), strict=True))
     points = [PersonPoint(message_id=m.id, at=m.created_at, text=m.text if scope.texts else None,
-                          label=m.human_label or m.label, model_label=m.label, corrected=m.human_label is not None,
+                          label=m.effective_label, model_label=m.label, corrected=m.human_label is not None,
                           confidence=m.confidence, p_negative=m.p_negative, uncertain=m.uncertain, risk=m.risk,
                           risk_category=m.risk_category, source=m.source, rolling_negative_share=shares.get(m.id))
               for m in messages]

@@ -78,9 +78,9 @@ stored = read(chat_history, handle, scope=who.scope) if handle else []
 for message in stored:
     with st.chat_message("user"):
         st.markdown(plain(message.text))
-        if show_labels and message is stored[-1] and (message.human_label or message.label):
-            st.markdown(seed_line(message.human_label or message.label))  # the seed article's line, as it showed it
-        user_caption(message.human_label or message.label, message.confidence, message.uncertain, message.risk,
+        if show_labels and message is stored[-1] and message.effective_label:
+            st.markdown(seed_line(message.effective_label))  # the seed article's line, as it showed it
+        user_caption(message.effective_label, message.confidence, message.uncertain, message.risk,
                      message.risk_category)
     if message.reply:
         with st.chat_message("assistant"):
