@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from db.models import Alert, AlertEvent, Message
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
-from db.store import NewMessage, add_messages
+from db.store import NewMessage, add_messages, set_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -253,3 +253,20 @@ def test_chat_starts_on_no_one_and_keeps_a_message_typed_before_choosing(app_env
     assert not at.exception
     with reading(app_env) as session:
         assert session.scalars(select(Message.text).where(Message.text == "hello there")).all() == ["hello there"]
+
+
+def test_a_cut_off_reply_and_a_safe_reply_are_shown_as_such(app_env):
+    with writing(app_env) as session:
+        ids = add_messages(session, [NewMessage("tell me a long story", "chat", person="amy", label="positive",
+                                                confidence=0.8, p_negative=0.2, uncertain=False),
+                                     NewMessage("i want to kill myself", "chat", person="amy", label="negative",
+                                                confidence=0.9, p_negative=0.9, uncertain=False, risk="urgent",
+                                                risk_category="self-harm")], rule=AlertRule())
+        set_reply(session, ids[0], "Once upon a", interrupted=True)
+        set_reply(session, ids[1], "Thank you for telling me.", kind="safe")
+    at = open_page("chat")
+    at.selectbox(key="person").set_value("amy").run()
+    captions = values(at.caption)
+    assert any("cut off before it finished" in c for c in captions)
+    assert any("Reviewed safe message" in c for c in captions)
+    assert any("urgent risk" in w for w in values(at.warning))
