@@ -11,6 +11,7 @@ from db.reports import overview_report
 from pages.shared import (
     can,
     database,
+    filter_bar,
     flash,
     loaded_model,
     model,
@@ -24,7 +25,8 @@ from pages.shared import (
 )
 
 who = page("overview")
-report = read(overview_report, scope=who.scope)
+filters = filter_bar(who, "overview")
+report = read(overview_report, scope=who.scope, filters=filters)
 totals = report.totals
 
 columns = st.columns(5)

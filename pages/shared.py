@@ -13,7 +13,7 @@ import string
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from aio_core.workflows import USER_ERRORS, alert_rule
 from db.access import ACTIONS, EVERYTHING, PAGES
 from db.corrections import correct_label
 from db.privacy import apply_retention, audit
+from db.reports import SOURCES, Filters, groups
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
 from db.users import SignInError, Viewer, add_user, count_users, get_setting, sign_in, sign_out, viewer_for
@@ -324,3 +325,20 @@ def flash(message: str) -> None:
 def show_flash() -> None:
     if "_flash" in st.session_state:
         st.success(st.session_state.pop("_flash"))
+
+
+def filter_bar(who: Viewer, key: str) -> Filters:
+    """What the viewer asked to see: groups, sources, a date range and a search over names and texts. The same
+    `Filters` go to every query of the page, so every figure on it follows them."""
+    with st.expander(t("filters"), expanded=False):
+        columns = st.columns(4)
+        chosen_groups = columns[0].multiselect(t("groups"), read(groups, who.scope), key=f"{key}_groups")
+        sources = columns[1].multiselect(t("sources"), list(SOURCES), key=f"{key}_sources",
+                                         format_func=lambda s: t(f"source_{s}"))
+        days = columns[2].date_input(t("date_range"), value=(), key=f"{key}_dates")
+        search = columns[3].text_input(t("search"), key=f"{key}_search")
+    since = until = None
+    if len(days) == 2:
+        since = datetime.combine(days[0], datetime.min.time())
+        until = datetime.combine(days[1], datetime.max.time())
+    return Filters(groups=tuple(chosen_groups), sources=tuple(sources), since=since, until=until, search=search)

@@ -200,6 +200,16 @@ STRINGS: dict[str, dict[str, str]] = {
     "kept_message": {"en": "Your message is kept: choose who is chatting and it is sent.",
                      "zh": "你的消息已保留：选择聊天的人后会自动发送。"},
 
+    # filters
+    "filters": {"en": "Filters", "zh": "筛选"},
+    "sources": {"en": "Sources", "zh": "来源"},
+    "source_chat": {"en": "chat", "zh": "聊天"},
+    "source_csv": {"en": "CSV upload", "zh": "CSV 上传"},
+    "source_cli": {"en": "command line", "zh": "命令行"},
+    "date_range": {"en": "Dates (from, to)", "zh": "日期（起止）"},
+    "search": {"en": "Search names and texts", "zh": "搜索姓名和内容"},
+    "export_alerts": {"en": "Download these alerts (CSV)", "zh": "下载这些预警（CSV）"},
+
 }
 
 

@@ -5,14 +5,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from aio_core.csvfile import csv_bytes
 from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
 from db.privacy import audit
 from db.reports import person_report, rank_people
 from db.rules import AlertRule
-from pages.shared import can, correction_form, flash, page, read, risk_badge, rule, t, write
+from pages.shared import can, correction_form, filter_bar, flash, page, read, risk_badge, rule, t, write
 
 who = page("trends")
-ranked = read(rank_people, days=rule().days, limit=500, scope=who.scope)
+filters = filter_bar(who, "trends")
+ranked = read(rank_people, days=rule().days, limit=500, scope=who.scope, filters=filters)
 if not ranked:
     st.info(t("no_people"))
     st.stop()
@@ -42,7 +44,7 @@ handles = [p.handle for p in ranked]
 handle = st.selectbox(t("person"), handles, key="trend_person",
                       format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
 summary = next(p for p in ranked if p.handle == handle)
-report = read(person_report, handle, chosen, scope=who.scope)
+report = read(person_report, handle, chosen, scope=who.scope, filters=filters)
 if report is None:
     st.error(t("not_allowed"))
     st.stop()
@@ -90,6 +92,13 @@ st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, t("s
                             t("negative_share"): round(a.negative_share, 2), t("from"): a.window_start,
                             t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")
+table = [[a.id, a.person.display_name, a.person.handle, a.kind, a.severity or "", a.status, a.rule,
+          a.message.text if a.kind == "risk" and a.message and who.scope.texts else "", a.window_start,
+          a.window_end, a.updated_by or "", a.note or ""] for a in alerts]
+st.download_button(t("export_alerts"), csv_bytes(["id", "person", "handle", "kind", "severity", "status", "rule",
+                                                  "message", "from", "to", "by", "note"], table),
+                   file_name="alerts.csv", mime="text/csv", key="export_alerts",
+                   on_click=lambda: write(audit, who.username, "export.alerts", None, f"{len(table)} alerts"))
 alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
                         format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
                                                    for a in alerts if a.id == i))

@@ -270,3 +270,20 @@ def test_a_cut_off_reply_and_a_safe_reply_are_shown_as_such(app_env):
     assert any("cut off before it finished" in c for c in captions)
     assert any("Reviewed safe message" in c for c in captions)
     assert any("urgent risk" in w for w in values(at.warning))
+
+
+def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
+    start = datetime(2026, 4, 1, 9)
+    with writing(app_env) as session:
+        add_messages(session, [NewMessage(f"{h} {i}", "chat", person=h, group=g, label="negative", confidence=0.9,
+                                          p_negative=0.9, uncertain=False, created_at=start + timedelta(days=i))
+                               for h, g, n in (("ann", "Class A", 6), ("ben", "Class B", 3)) for i in range(n)],
+                     rule=AlertRule())
+    at = open_page("overview")
+    assert {m.label: m.value for m in at.metric}["Messages stored"] == "9"
+    at.multiselect(key="overview_groups").set_value(["Class B"]).run()
+    assert {m.label: m.value for m in at.metric}["Messages stored"] == "3"
+    at.switch_page("pages/trends.py").run()
+    at.multiselect(key="trends_groups").set_value(["Class A"]).run()
+    assert list(frame(at, "handle", "negative")["handle"]) == ["ann"]
+    assert len(at.get("download_button")) == 1  # the alert list, as filtered, as CSV
