@@ -26,7 +26,8 @@ from pages.shared import (
 
 who = page("screen")
 config = settings()
-if loaded_model() is None:
+model_shown = loaded_model() is not None
+if not model_shown:
     st.caption(t("model_loads_on_run"))
 else:
     show_model_line(loaded_model())
@@ -62,7 +63,8 @@ if upload is not None:
         if state.engine is None:
             show_model_problem(state)
             st.stop()
-        show_model_line(state.engine)
+        if not model_shown:  # the line at the top already says which model, when it was loaded before
+            show_model_line(state.engine)
         bar = st.progress(0.0, text=t("progress", done=0, total=info.rows, left="…"))
         start = {"time": time.perf_counter(), "done": None}  # the first call says where a resumed run starts
 

@@ -12,7 +12,7 @@ labelled later (`python -m aio_core label-pending`, or the Overview page once th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import Engine as Database
 
@@ -72,17 +72,15 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     sentiment, risk = assess([text], engine=engine)[0] if engine else (None, None)
     row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group,
                      **(label_fields(sentiment, engine, risk) if sentiment else {}))
-    if risk is not None and risk.risky:
-        safe, _ = safe_reply(risk.level, detect_lang(text), engine.settings)
-        row = replace(row, reply=safe)
-    with writing(db) as session:
+    safe = safe_reply(risk.level, detect_lang(text), engine.settings)[0] if risk is not None and risk.risky else None
+    with writing(db) as session:  # the message, its alerts and (for a risk) its safe reply are stored together
         (message_id,) = add_messages(session, [row], rule=rule)
-        if row.reply is not None:
-            set_reply(session, message_id, row.reply, kind="safe")
+        if safe is not None:
+            set_reply(session, message_id, safe, kind="safe")
     if engine is None:
         return Turn(message_id, None, None)
-    if row.reply is not None:
-        return Turn(message_id, sentiment, (piece for piece in [row.reply]), risk, "safe")
+    if safe is not None:
+        return Turn(message_id, sentiment, (piece for piece in [safe]), risk, "safe")
     pieces = reply([*earlier, {"role": "user", "content": text}], engine=engine, sentiment=sentiment,
                    options=options)
     return Turn(message_id, sentiment, _stored_reply(db, message_id, pieces), risk)
