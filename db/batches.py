@@ -42,6 +42,12 @@ def record_progress(session: Session, batch_id: int, *, rows: int, blank: int, d
     batch.seconds += seconds
 
 
+def settle_counts(session: Session, batch_id: int, *, rows_done: int, blank: int) -> None:
+    """Set the counters outright where blocks may have been counted out of order or twice (a parallel run)."""
+    batch = session.get(Batch, batch_id)
+    batch.rows_done, batch.rows_blank = rows_done, blank
+
+
 def finish_batch(session: Session, batch_id: int) -> Batch:
     batch = session.get(Batch, batch_id)
     batch.status = "complete"

@@ -89,11 +89,28 @@ def _already_stored(session: Session, candidates: list[tuple[int, datetime, str]
     return found
 
 
+def _stored_batch_rows(session: Session, rows: Sequence[NewMessage]) -> dict[tuple[int, int], int]:
+    """{(batch id, row number): message id} of these rows that a batch already holds."""
+    wanted: dict[int, list[int]] = {}
+    for row in rows:
+        if row.batch_id is not None and row.row_index is not None:
+            wanted.setdefault(row.batch_id, []).append(row.row_index)
+    found: dict[tuple[int, int], int] = {}
+    for batch_id, numbers in wanted.items():
+        for start in range(0, len(numbers), 500):
+            found |= {(batch_id, n): i for n, i in session.execute(
+                select(Message.row_index, Message.id).where(Message.batch_id == batch_id,
+                                                            Message.row_index.in_(numbers[start:start + 500])))}
+    return found
+
+
 def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRule,
                  skip_duplicates: bool = False) -> list[int | None]:
     """Store `rows`; re-evaluate the alert rule once for every person they mention, and raise a risk alert at once
     for every risk message. With `skip_duplicates`, a row whose person, time and text are stored already (or
-    appear earlier in `rows`) is skipped: its id is None. Returns the new ids in order."""
+    appear earlier in `rows`) is skipped: its id is None. A batch row that is stored already (a chunk retried after
+    a crash, or resumed by another worker) is not stored again: its id is the stored message's. Returns the ids in
+    order."""
     wanted = {r.person: (r.display_name, r.group) for r in rows if r.person}
     people = ensure_people(session, wanted)
     now = utcnow()
@@ -102,10 +119,14 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
     if skip_duplicates:
         checkable = [k for k, r in zip(keyed, rows, strict=True) if k[0] is not None and r.created_at is not None]
         skip = _already_stored(session, checkable)
+    stored_rows = _stored_batch_rows(session, rows)
     ids: list[int | None] = []
     messages: list[Message] = []
     for (person_id, created_at, digest), row in zip(keyed, rows, strict=True):
         key = (person_id, created_at, digest)
+        if (row.batch_id, row.row_index) in stored_rows:  # a retried or resumed chunk: stored once, not twice
+            ids.append(stored_rows[(row.batch_id, row.row_index)])
+            continue
         if skip_duplicates and person_id is not None and row.created_at is not None and key in skip:
             ids.append(None)
             continue
@@ -117,7 +138,7 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
     session.add_all(messages)
     session.flush()
     stored = iter(messages)
-    ids = [next(stored).id if i == -1 else None for i in ids]
+    ids = [next(stored).id if i == -1 else i for i in ids]
     refresh_alerts(session, {m.person_id for m in messages if m.label is not None}, rule)
     raise_risk_alerts(session, messages)
     return ids

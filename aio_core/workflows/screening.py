@@ -34,6 +34,7 @@ from db.batches import (
     get_header,
     record_progress,
 )
+from db.rules import AlertRule
 from db.session import reading, writing
 from db.store import NewMessage, add_messages
 
@@ -68,6 +69,7 @@ class ScreenSummary:
     seconds: float = 0.0  # this run's wall time
     resumed_at: int = 0  # rows already done by an earlier, interrupted run
     already_complete: bool = False
+    workers: set[int] = field(default_factory=set)  # --ray: the processes that labelled blocks (a restart adds one)
 
     @property
     def negative_share(self) -> float:
@@ -161,64 +163,111 @@ def _chunks(info: CsvInfo, skip: int) -> Iterator[list[tuple[int, int, dict[str,
         yield chunk
 
 
+@dataclass(frozen=True)
+class OpenBatch:
+    """A checked CSV and its batch in the store: `done` rows were stored by earlier runs."""
+
+    info: CsvInfo
+    batch_id: int
+    done: int
+    complete: bool
+
+
+def open_batch(path: Path | str, options: ScreenOptions, *, model: str, prompt_version: str, db: Database,
+               file_name: str | None = None, owner: str | None = None) -> OpenBatch:
+    """Check the whole file (encoding, shape, columns, times), then find its batch (same bytes, same columns) or
+    create it. Nothing is stored when the file is unusable."""
+    info = inspect_csv(path, file_name)
+    _check_columns(info, options)
+    if options.time_column:
+        _check_times(info, options.time_column)
+    with writing(db) as session:
+        batch = find_batch(session, info.sha256, options.key())
+        if batch is None:
+            batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
+                                 row_count=info.rows, model=model, prompt_version=prompt_version,
+                                 header=list(info.header), owner=owner)
+        return OpenBatch(info, batch.id, batch.rows_done, batch.status == "complete")
+
+
+Chunk = list[tuple[int, int, dict[str, str]]]  # (row number, line, cells by column)
+
+
+def label_chunk(chunk: Chunk, header: list[str], options: ScreenOptions, batch_id: int, *,
+                engine: Engine) -> tuple[list[NewMessage], list[int]]:
+    """The chunk's non-blank rows labelled, as messages to store, and the lines of its blank texts."""
+    texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
+    blank = [line for _, line, row in chunk if not row[options.text_column].strip()]
+    labels = assess([row[options.text_column] for _, _, row in texts], engine=engine)
+    messages = [
+        NewMessage(text=row[options.text_column], source="csv",
+                   person=(row[options.person_column].strip() or None) if options.person_column else None,
+                   created_at=parse_time(row[options.time_column]) if options.time_column else None,
+                   batch_id=batch_id, row_index=n, cells=json.dumps([row[c] for c in header], ensure_ascii=False),
+                   **label_fields(sentiment, engine, risk))
+        for (n, _, row), (sentiment, risk) in zip(texts, labels, strict=True)
+    ]
+    return messages, blank
+
+
+def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Database, rule: AlertRule
+                ) -> int:
+    """Store one chunk's messages in one transaction; returns how many were duplicates of stored messages."""
+    with writing(db) as session:
+        ids = add_messages(session, messages, rule=rule,
+                           skip_duplicates=bool(options.person_column and options.time_column))
+    return ids.count(None)
+
+
+def close_batch(opened: OpenBatch, summary: ScreenSummary, *, db: Database, out: Path | str | None,
+                started: float) -> ScreenSummary:
+    """Mark the batch complete, fill the summary from the store, write the results file."""
+    if not opened.complete:
+        with writing(db) as session:
+            finish_batch(session, opened.batch_id)
+    with reading(db) as session:
+        counts = batch_counts(session, opened.batch_id)
+    summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
+    summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
+    summary.risky, summary.duplicate = counts.risky, counts.duplicate
+    if out is not None:
+        write_results(opened.info, opened.batch_id, db=db, out=out)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def new_summary(opened: OpenBatch) -> ScreenSummary:
+    return ScreenSummary(batch_id=opened.batch_id, file_name=opened.info.name, rows=opened.info.rows, labelled=0,
+                         negatives=0, flagged=0, resumed_at=0 if opened.complete else opened.done,
+                         already_complete=opened.complete)
+
+
 def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Database,
                 file_name: str | None = None, out: Path | str | None = None,
                 progress: Callable[[int, int], None] | None = None, owner: str | None = None) -> ScreenSummary:
     """Screen one CSV into the store (resuming an interrupted run) and optionally write the results CSV. `owner`:
     the signed-in user who uploaded it."""
     started = time.perf_counter()
-    info = inspect_csv(path, file_name)
-    _check_columns(info, options)
-    if options.time_column:
-        _check_times(info, options.time_column)
+    opened = open_batch(path, options, model=engine.name, prompt_version=engine.prompt.version, db=db,
+                        file_name=file_name, owner=owner)
+    info, done = opened.info, opened.done
     rule = alert_rule(engine.settings)
-    with writing(db) as session:
-        batch = find_batch(session, info.sha256, options.key())
-        if batch is None:
-            batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
-                                 row_count=info.rows, model=engine.name, prompt_version=engine.prompt.version,
-                                 header=list(info.header), owner=owner)
-        batch_id, done, complete = batch.id, batch.rows_done, batch.status == "complete"
-    summary = ScreenSummary(batch_id=batch_id, file_name=info.name, rows=info.rows, labelled=0, negatives=0,
-                            flagged=0, resumed_at=0 if complete else done, already_complete=complete)
+    summary = new_summary(opened)
     if progress:
         progress(done, info.rows)
-    for chunk in ([] if complete else _chunks(info, done)):
+    for chunk in ([] if opened.complete else _chunks(info, done)):
         tick = time.perf_counter()
-        texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
-        for _, line, row in chunk:
-            if not row[options.text_column].strip() and len(summary.blank_lines) < 20:
-                summary.blank_lines.append(line)
-        labels = assess([row[options.text_column] for _, _, row in texts], engine=engine)
-        messages = [
-            NewMessage(text=row[options.text_column], source="csv",
-                       person=(row[options.person_column].strip() or None) if options.person_column else None,
-                       created_at=parse_time(row[options.time_column]) if options.time_column else None,
-                       batch_id=batch_id, row_index=n, cells=json.dumps([row[c] for c in info.header],
-                                                                        ensure_ascii=False),
-                       **label_fields(sentiment, engine, risk))
-            for (n, _, row), (sentiment, risk) in zip(texts, labels, strict=True)
-        ]
+        messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine)
+        summary.blank_lines.extend(blank[:20 - len(summary.blank_lines)])
         with writing(db) as session:
             ids = add_messages(session, messages, rule=rule,
                                skip_duplicates=bool(options.person_column and options.time_column))
-            record_progress(session, batch_id, rows=len(chunk), blank=len(chunk) - len(texts),
+            record_progress(session, opened.batch_id, rows=len(chunk), blank=len(blank),
                             duplicate=ids.count(None), seconds=time.perf_counter() - tick)
         done += len(chunk)
         if progress:
             progress(done, info.rows)
-    if not complete:
-        with writing(db) as session:
-            finish_batch(session, batch_id)
-    with reading(db) as session:
-        counts = batch_counts(session, batch_id)
-    summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
-    summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
-    summary.risky, summary.duplicate = counts.risky, counts.duplicate
-    if out is not None:
-        write_results(info, batch_id, db=db, out=out)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return close_batch(opened, summary, db=db, out=out, started=started)
 
 
 def result_header(info: CsvInfo) -> list[str]:
