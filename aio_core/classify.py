@@ -104,8 +104,8 @@ def prepared_prompt(engine: Engine, lang: str, prompt: PromptVersion | None = No
             prepared = _prepare(engine, prompt, lang)
             if prompt.calibrate:
                 bodies = [_body(engine, prompt, prepared, t)[0] for t in prompt.content_free]
-                logprobs = engine.backend.score(prepared.prefix, bodies, prepared.scored_ids).logprobs
-                prepared.bias = float(log_odds_negative(logprobs, prepared.label_ids).mean())
+                scores = engine.backend.score(prepared.prefix, bodies, prepared.scored_ids)
+                prepared.bias = float(log_odds_negative(scores.logprobs, prepared.label_ids, scores.floor).mean())
             engine.prepared[key] = prepared
     return engine.prepared[key]
 
@@ -116,21 +116,27 @@ def _body(engine: Engine, prompt: PromptVersion, prepared: PreparedPrompt, text:
     return clip(ids, budget) + prepared.suffix_ids, len(ids) > budget
 
 
-def class_scores(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> dict[str, np.ndarray]:
+def class_scores(logprobs: np.ndarray, label_ids: dict[str, list[int]], floor: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
     """log P(class) per class, each class summing its surface forms' probabilities. `logprobs` holds the columns
-    of `PreparedPrompt.scored_ids`, in that order."""
+    of `PreparedPrompt.scored_ids`, in that order. `floor` (a server's top-K, see `Scores.floor`): a class none of
+    whose forms is in a row's top K gets that bound instead of -inf."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
     scores, start = {}, 0
     for label, ids in label_ids.items():
         scores[label] = np.logaddexp.reduce(logprobs[:, start:start + len(ids)], axis=1)
+        if floor is not None:
+            scores[label] = np.where(np.isneginf(scores[label]), np.asarray(floor, dtype=np.float64),
+                                     scores[label])
         start += len(ids)
     return scores
 
 
-def log_odds_negative(logprobs: np.ndarray, label_ids: dict[str, list[int]]) -> np.ndarray:
+def log_odds_negative(logprobs: np.ndarray, label_ids: dict[str, list[int]], floor: np.ndarray | None = None
+                      ) -> np.ndarray:
     """log P(any label but the first) - log P(the first): for sentiment, negative vs positive; for risk, any risk
     vs safe."""
-    scores = list(class_scores(logprobs, label_ids).values())
+    scores = list(class_scores(logprobs, label_ids, floor).values())
     return np.logaddexp.reduce(np.stack(scores[1:]), axis=0) - scores[0]
 
 
@@ -179,8 +185,8 @@ def read(texts: Sequence[str], *, engine: Engine, readouts: Mapping[str, Sequenc
             scores = engine.backend.score(prepared.prefix, [bodies[i][0] for i in chunk], prepared.scored_ids,
                                           readouts=wanted, text_tail=len(prepared.suffix_ids),
                                           use_prefix_cache=use_prefix_cache)
-            log_odds[chunk] = log_odds_negative(scores.logprobs, prepared.label_ids) - prepared.bias
-            for label, values in class_scores(scores.logprobs, prepared.label_ids).items():
+            log_odds[chunk] = log_odds_negative(scores.logprobs, prepared.label_ids, scores.floor) - prepared.bias
+            for label, values in class_scores(scores.logprobs, prepared.label_ids, scores.floor).items():
                 classes[label][chunk] = values
             if scores.hidden is not None:
                 if hidden is None:

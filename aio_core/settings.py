@@ -28,7 +28,11 @@ class SettingsError(UserError, ValueError):
 class Settings:
     """Every configurable value, with its default. The field name is the variable name without `AIO_`."""
 
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_MODEL  # hub id | folder | .gguf | tiny-random | openai+http://HOST:PORT/v1 (a model server)
+    api_key: str = ""  # the model server's API key (AIO_MODEL=openai+...)
+    served_model: str = ""  # the model name on the server; "" = the first one it serves
+    tokenizer: str = ""  # the served model's tokenizer (folder or cached hub id); "" = the served model's name
+    server_logprobs: int = 20  # top log-probabilities asked of the server (vLLM's --max-logprobs, 20 by default)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     threads: int = 0  # 0 = all cores this process may use
@@ -66,7 +70,7 @@ class Settings:
         if not self.model.strip():
             raise SettingsError("AIO_MODEL is empty; set it to a hub id, a model folder, a .gguf file or tiny-random.")
         positive = ("max_input_tokens", "history_tokens", "batch_size", "upload_mb", "alert_last_n", "alert_last_k",
-                    "alert_days", "alert_min_messages", "session_hours")
+                    "alert_days", "alert_min_messages", "session_hours", "server_logprobs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be a whole number of 1 or more.")

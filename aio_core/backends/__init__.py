@@ -1,4 +1,5 @@
-"""Where the model runs, behind one interface (`base.Backend`): the in-process transformers model by default.
+"""Where the model runs, behind one interface (`base.Backend`): the in-process transformers model by default,
+or a model behind an OpenAI-compatible server (`AIO_MODEL=openai+http://HOST:PORT/v1`, see `server`).
 
 `load_backend(settings)` is the one place that picks a backend from `AIO_MODEL`. This package is the only part of
 the product that imports torch; a new backend implements `base.Backend` and gets a branch here.
@@ -14,6 +15,10 @@ __all__ = ["Backend", "Prefix", "Readout", "Scores", "load_backend"]
 
 def load_backend(settings: Settings) -> Backend:
     """The backend `settings.model` names, loaded; raises a UserError sentence naming AIO_MODEL if it cannot be."""
+    from aio_core.backends.server import ServerBackend, is_server
+
+    if is_server(settings.model):
+        return ServerBackend(settings)
     from aio_core.backends.inprocess import load_inprocess
 
     return load_inprocess(settings)

@@ -38,6 +38,9 @@ class Scores:
 
     logprobs: np.ndarray  # [rows, tokens asked for], float32 log-softmax over the whole vocabulary
     hidden: np.ndarray | None  # [rows, readouts asked for, hidden size] float32; None when none was asked for
+    # A server's top-K only: tokens outside a row's top K are -inf in `logprobs`, and this is the row's K-th
+    # log-probability, the most any of them can have (None = every value is exact).
+    floor: np.ndarray | None = None
 
 
 class Prefix(Protocol):

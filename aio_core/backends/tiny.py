@@ -195,3 +195,15 @@ def build_qwen15_shape(dtype: torch.dtype, seed: int = 0) -> tuple[Qwen2ForCausa
     tokenizer = build_standin_tokenizer()
     config = qwen2_config(tokenizer, **QWEN15_05B_SHAPE)
     return build_random_model(config, dtype=dtype, seed=seed), tokenizer
+
+
+def save_tiny_folder(folder: str, seed: int = 0) -> str:
+    """A tiny random model saved as a transformers folder that model servers load too (vLLM's CPU attention needs a
+    head size of 32 or more, so this one has 2 heads of 32 instead of tiny-random's 4 of 16). For testing a server
+    backend against the in-process one on the same weights; its output is meaningless."""
+    tokenizer = build_tiny_tokenizer()
+    config = qwen2_config(tokenizer, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    build_random_model(config, dtype=torch.float32, seed=seed).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
