@@ -113,7 +113,6 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
 def _screen(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.screening import ScreenOptions, screen_file
 
-    engine, db = _engine(settings), _db(settings)
     options = ScreenOptions(args.text_column, args.person_column, args.time_column)
     bar = None
 
@@ -123,7 +122,14 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
             bar = _progress(total, "screening")
         bar.update(done - bar.n)
 
-    summary = screen_file(args.file, options, engine=engine, db=db, out=args.output, progress=progress)
+    if args.ray is not None:
+        from aio_core.workflows.scaleout import screen_file_ray
+
+        summary = screen_file_ray(args.file, options, settings=settings, out=args.output, progress=progress,
+                                  address=None if args.ray == "local" else args.ray, actors=args.actors)
+    else:
+        engine, db = _engine(settings), _db(settings)
+        summary = screen_file(args.file, options, engine=engine, db=db, out=args.output, progress=progress)
     if bar is not None:
         bar.close()
     print(summary.line())
@@ -407,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", default=None)
     p.add_argument("-o", "--output", default=None, help="write the input plus label/confidence/uncertain/flagged")
     p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (AIO_BATCH_SIZE)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="classify on Ray Data (pip install -r requirements-scale.txt): a local Ray started for this "
+                        "run, or the cluster at ADDRESS (auto, HOST:PORT); the store must be a file or PostgreSQL")
+    p.add_argument("--actors", type=int, default=1, help="with --ray: how many model copies work at once")
     p = add("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
                     "and risk recall/false alarms when a risk column is there")
     p.add_argument("file", nargs="+")
