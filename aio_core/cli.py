@@ -282,9 +282,10 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             if not args.role:
                 raise UserError("Give the new user a role: --role admin|counsellor|teacher|moderator|student.")
-            password = args.password or getpass.getpass(f"password for {args.name}: ")
+            password = None if args.email and not args.password else (
+                args.password or getpass.getpass(f"password for {args.name}: "))
             add_user(session, args.name, password, role=args.role, by=actor, display_name=args.display_name or "",
-                     groups=groups, person=args.person)
+                     groups=groups, person=args.person, email=args.email)
         elif args.action in ("disable", "enable"):
             set_disabled(session, args.name, args.action == "disable", by=actor)
         elif args.action == "set-role":
@@ -462,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person", default=None, help="a student's own handle")
     p.add_argument("--display-name", default=None)
     p.add_argument("--password", default=None, help="asked for when not given (keeps it out of shell history)")
+    p.add_argument("--email", default=None, help="the address the school's sign-in (OIDC) presents for this user; "
+                                                 "with it and no --password, the account signs in that way only")
     p = add("audit", "the audit log as CSV (newest first)")
     p.add_argument("--limit", type=int, default=10000)
     p.add_argument("--action", default=None, help="only this action, e.g. signin.failed")

@@ -1,5 +1,6 @@
-"""Local accounts for signing in to the dashboard: argon2id password hashes (argon2-cffi), throttled sign-in,
-sessions that expire, and the admin-set settings (what teachers may read, how long messages are kept).
+"""Accounts for signing in to the dashboard: local accounts with argon2id password hashes (argon2-cffi) and throttled
+sign-in, or a school identity provider's verified address (OIDC, `sign_in_oidc`); sessions that expire; and the
+admin-set settings (what teachers may read, how long messages are kept).
 
 Only a hash of a session token is stored, so a copy of the database cannot be used to sign in. Every sign-in attempt
 and every change here is written to the audit log in the same transaction.
@@ -61,19 +62,25 @@ def _check_password(password: str) -> None:
         raise StoreError(f"A password needs at least {MIN_PASSWORD} characters.")
 
 
-def add_user(session: Session, username: str, password: str, *, role: str, by: str, display_name: str = "",
-             groups: tuple[str, ...] = (), person: str | None = None) -> User:
+def add_user(session: Session, username: str, password: str | None, *, role: str, by: str, display_name: str = "",
+             groups: tuple[str, ...] = (), person: str | None = None, email: str | None = None) -> User:
+    """A new account. `email`: the address a school sign-in (OIDC) presents for this user; with it the password
+    may be None (the account then signs in through the school's provider only)."""
     typed, username = username.strip(), username.strip().lower()
+    email = (email or "").strip().lower() or None
     if not username:
         raise StoreError("A user needs a name to sign in with.")
     _check_role(role)
-    _check_password(password)
+    if password is not None or email is None:
+        _check_password(password or "")
     if role == "student" and not person:
         raise StoreError("A student account needs the handle of their own person (--person HANDLE).")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise StoreError(f"There is already a user {username!r}; choose another name.")
-    user = User(username=username, display_name=display_name.strip() or typed, role=role,
-                password_hash=HASHER.hash(password), person_handle=person)
+    if email and session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise StoreError(f"Another user already signs in as {email}; one address belongs to one account.")
+    user = User(username=username, display_name=display_name.strip() or typed, role=role, email=email,
+                password_hash=HASHER.hash(password) if password is not None else None, person_handle=person)
     session.add(user)
     session.flush()
     session.add_all([UserGroup(user_id=user.id, group_name=g) for g in sorted(set(groups)) if g.strip()])
@@ -173,6 +180,29 @@ def _sign_in(session: Session, username: str, password: str, *, lifetime: timede
                             expires_at=now + lifetime))
     audit(session, user.username, "signin")
     return token
+
+
+def sign_in_oidc(session: Session, email: str | None, *, issuer: str = "", lifetime: timedelta = DEFAULT_SESSION,
+                 now: datetime | None = None) -> tuple[str | None, str | None]:
+    """A session token for the account whose address the school's identity provider vouched for (OIDC, a verified
+    `email` claim), or (None, the reason in one sentence). The provider proves who it is; the account decides what
+    they may see, so an address without an account gets nothing."""
+    now = now or utcnow()
+    address = (email or "").strip().lower()
+    user = session.scalar(select(User).where(User.email == address)) if address else None
+    if user is None:
+        audit(session, address or "?", "signin.failed", detail=f"oidc: no account {issuer}".strip())
+        return None, (f"You signed in as {address or 'an account without an e-mail address'}, but no account here "
+                      "uses that address; ask an administrator to add it.")
+    if user.disabled:
+        audit(session, user.username, "signin.failed", detail="oidc: disabled")
+        return None, "This account is disabled; ask an administrator to enable it."
+    token = secrets.token_urlsafe(32)
+    session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
+                            expires_at=now + lifetime))
+    user.last_login_at = now
+    audit(session, user.username, "signin", detail=f"oidc {issuer}".strip())
+    return token, None
 
 
 def viewer_for(session: Session, token: str | None, *, now: datetime | None = None) -> Viewer:

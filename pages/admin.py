@@ -19,7 +19,8 @@ who = page("admin")
 st.subheader(t("users"))
 users = read(list_users)
 st.dataframe(pd.DataFrame([{"user": u.username, "name": u.display_name, "role": u.role, "groups": ", ".join(g),
-                            "person": u.person_handle or "", "disabled": u.disabled} for u, g in users]),
+                            "school e-mail": u.email or "", "person": u.person_handle or "", "disabled": u.disabled}
+                           for u, g in users]),
              hide_index=True, key="users")
 known_groups = read(groups)
 with st.expander(t("add_user")):
@@ -28,12 +29,15 @@ with st.expander(t("add_user")):
         username = columns[0].text_input(t("username"), key="new_user")
         display = columns[1].text_input(t("display_name"), key="new_user_display")
         role = columns[2].selectbox(t("role"), ROLES, key="new_user_role", format_func=lambda r: t(f"role_{r}"))
-        password = st.text_input(t("password"), type="password", key="new_user_password")
+        columns = st.columns(2)
+        password = columns[0].text_input(t("password"), type="password", key="new_user_password")
+        email = columns[1].text_input(t("school_email"), key="new_user_email")
         chosen = st.multiselect(t("groups"), known_groups, key="new_user_groups", accept_new_options=True)
         person = st.text_input(t("student_person"), key="new_user_person")
         if st.form_submit_button(t("add_user")) and write(
-                add_user, username, password, role=role, by=who.username, display_name=display,
-                groups=tuple(chosen), person=person.strip() or None) is not None:
+                add_user, username, password or (None if email.strip() else ""), role=role, by=who.username,
+                display_name=display, groups=tuple(chosen), person=person.strip() or None,
+                email=email.strip() or None) is not None:
             st.success(t("user_added", name=username))
 if users:
     with st.expander(t("change_user")):

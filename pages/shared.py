@@ -30,7 +30,17 @@ from db.privacy import apply_retention, audit
 from db.reports import SOURCES, Filters, groups
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
-from db.users import SignInError, Viewer, add_user, count_users, get_setting, sign_in, sign_out, viewer_for
+from db.users import (
+    SignInError,
+    Viewer,
+    add_user,
+    count_users,
+    get_setting,
+    sign_in,
+    sign_in_oidc,
+    sign_out,
+    viewer_for,
+)
 from pages.strings import text
 
 T = TypeVar("T")
@@ -98,18 +108,50 @@ def viewer() -> Viewer:
         except SignInError as error:
             st.session_state.pop("auth_token", None)
             st.session_state["auth_message"] = str(error)
+            if school_signed_in():  # the provider's sign-in outlived ours: end it too, so sign-in is asked again
+                st.logout()
+                st.stop()
         else:
             st.sidebar.caption(t("signed_in_as", name=found.display_name, role=t(f"role_{found.role}")))
-            if st.sidebar.button(t("sign_out"), key="sign_out"):
-                with writing(database()) as session:
-                    sign_out(session, token)
-                    audit(session, found.username, "signout")
-                st.session_state.pop("auth_token", None)
-                st.rerun()
+            st.sidebar.button(t("sign_out"), key="sign_out", on_click=_sign_out, args=(token, found.username))
             st.session_state["_viewer"] = found
             return found
+    elif school_signed_in() and not st.session_state.get("school_refused"):
+        # Back from the school's identity provider: its verified address picks the account, if there is one.
+        hours = timedelta(hours=settings().session_hours)
+        with writing(database()) as session:  # a refusal is logged, so this commits either way
+            token, problem = sign_in_oidc(session, st.user.get("email") if st.user.get("email_verified", True)
+                                          else None, issuer=str(st.user.get("iss", "")), lifetime=hours)
+        if token:
+            st.session_state["auth_token"] = token
+            st.rerun()
+        st.session_state["school_refused"] = problem
     sign_in_form()
     st.stop()
+
+
+def _sign_out(token: str, username: str) -> None:
+    """The Sign out button's callback (a callback, because the click's own rerun does not reach a widget in the
+    entry point's sidebar before st.navigation in Streamlit 1.67)."""
+    with writing(database()) as session:
+        sign_out(session, token)
+        audit(session, username, "signout")
+    st.session_state.pop("auth_token", None)
+    if school_signed_in():
+        st.logout()  # ends the provider's sign-in too (its own sign-out page), then back here in a new session
+
+
+def school_sign_in() -> bool:
+    """Whether sign-in through the school's identity provider (Streamlit's st.login, OIDC) is configured: an
+    `[auth]` section in .streamlit/secrets.toml (README, Security)."""
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return False
+
+
+def school_signed_in() -> bool:
+    return school_sign_in() and bool(st.user.is_logged_in)
 
 
 def sign_in_form() -> None:
@@ -119,6 +161,16 @@ def sign_in_form() -> None:
         return
     if st.session_state.get("auth_message"):
         st.info(st.session_state.pop("auth_message"))
+    if school_sign_in():
+        refused = st.session_state.get("school_refused")
+        if refused:
+            st.error(refused)
+            if st.button(t("oidc_other_account"), key="school_other"):
+                st.session_state.pop("school_refused", None)
+                st.logout()
+        elif st.button(t("oidc_sign_in"), key="school_sign_in", type="primary"):
+            st.login()
+        st.caption(t("oidc_or_local"))
     with st.form("sign_in"):
         username = st.text_input(t("username"), key="signin_user")
         password = st.text_input(t("password"), type="password", key="signin_password")

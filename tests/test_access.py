@@ -13,6 +13,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.access import scope_for
+from db.errors import StoreError
 from db.models import AuditEvent, User
 from db.privacy import export_person
 from db.reports import overview, overview_report, person_report, rank_people
@@ -207,3 +208,38 @@ def test_user_commands_manage_accounts_and_audit_exports_csv(tmp_path):
     assert "lee\tteacher\tClass A,Class B\t-\tdisabled" in listed
     audit = run("audit").stdout
     assert "user.add" in audit and "user.disable" in audit and "cli:" in audit
+
+
+
+def test_signing_out_ends_the_session_and_asks_for_sign_in_again(school):
+    from db.privacy import read_audit
+
+    at = signed_in("lee")
+    assert any("Signed in as lee" in c.value for c in at.sidebar.caption)
+    at.sidebar.button(key="sign_out").click().run()
+    assert "auth_token" not in at.session_state  # what the screen shows after it: test_browser.py
+    with writing(school) as session:
+        assert ("lee", "signout") in [(e.actor, e.action) for e in read_audit(session, limit=5)]
+
+
+def test_a_school_sign_in_finds_the_account_by_its_verified_address(db):
+    from db.privacy import read_audit
+    from db.users import sign_in_oidc, viewer_for
+
+    with writing(db) as session:
+        add_user(session, "lee", None, role="teacher", by="test", groups=("Class A",), email="Lee@School.example")
+        token, problem = sign_in_oidc(session, "lee@school.example", issuer="https://idp.example")
+        assert problem is None and viewer_for(session, token).username == "lee"
+        assert sign_in_oidc(session, "someone@else.example") == (
+            None, "You signed in as someone@else.example, but no account here uses that address; ask an "
+                  "administrator to add it.")
+        assert sign_in_oidc(session, None)[0] is None
+        token, _ = sign_in(session, "lee", "any password at all")  # an OIDC-only account has no password
+        assert token is None
+        events = [(e.actor, e.action, e.detail) for e in read_audit(session, limit=10)]
+    assert ("lee", "signin", "oidc https://idp.example") in events
+    assert ("someone@else.example", "signin.failed", "oidc: no account") in events
+    with writing(db) as session, pytest.raises(StoreError, match="already signs in as lee@school.example"):
+        add_user(session, "lee2", None, role="teacher", by="test", email="lee@school.example")
+    with writing(db) as session, pytest.raises(StoreError, match="at least 10 characters"):
+        add_user(session, "nopass", None, role="teacher", by="test")  # neither a password nor an address

@@ -65,14 +65,14 @@ def app(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def _server(folder: Path, extra: dict[str, str]):
+def _server(folder: Path, extra: dict[str, str], *, port: int | None = None, options: tuple[str, ...] = ()):
     """A real `streamlit run dashboard.py` on a free loopback port, stopped afterwards."""
     env = {**os.environ, "AIO_MODEL": "tiny-random", "AIO_RISK": "phrases", "AIO_DATA_DIR": str(folder / "data"),
            "PYTHONPATH": str(ROOT), **extra}
     log = (folder / "streamlit.log").open("w")
-    port = _free_port()
+    port = port or _free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                               "--server.address", "127.0.0.1", "--server.headless", "true", *options],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -258,4 +258,123 @@ def test_a_wrong_password_in_the_browser_is_one_sentence(school_app, browser):
     body = page.inner_text("body")
     assert "That user name and password do not match; check both and try again." in body
     assert "secret" not in body and "Traceback" not in body
+    page.close()
+
+
+# ---- sign-in through a school identity provider (OIDC, Streamlit's st.login) ----------------------------------------
+
+@pytest.fixture(scope="module")
+def oidc_app(tmp_path_factory):
+    """The dashboard with an [auth] section pointing at a real OpenID Connect provider process on loopback
+    (oidc-provider-mock: any client may use it; the browser types the identity on its authorization form)."""
+    from db.users import add_user, set_disabled
+
+    folder = tmp_path_factory.mktemp("oidc")
+    provider_port, app_port = _free_port(), _free_port()
+    provider_log = (folder / "provider.log").open("w")
+    provider = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port",
+                                 str(provider_port)], stdout=provider_log, stderr=subprocess.STDOUT)
+    issuer = f"http://127.0.0.1:{provider_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        provider.kill()
+        pytest.fail("the OIDC provider did not start: " + (folder / "provider.log").read_text()[-2000:])
+    secrets_file = folder / "secrets.toml"
+    secrets_file.write_text(f"""[auth]
+redirect_uri = "http://127.0.0.1:{app_port}/oauth2callback"
+cookie_secret = "{os.urandom(16).hex()}"
+client_id = "aio-dashboard"
+client_secret = "{os.urandom(16).hex()}"
+server_metadata_url = "{issuer}/.well-known/openid-configuration"
+""")
+    url = f"sqlite:///{folder / 'aio.db'}"
+    db = make_db(url)
+    start = datetime(2026, 4, 1, 9)
+    with writing(db) as session:
+        add_messages(session, [NewMessage(f"{h} secret {i}", "chat", person=h, group=g, label="negative",
+                                          confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=start + timedelta(days=i))
+                               for h, g in (("ann", "Class A"), ("ben", "Class B")) for i in range(6)],
+                     rule=AlertRule())
+        add_user(session, "admin", PASSWORD, role="admin", by="test")
+        add_user(session, "lee", None, role="teacher", by="test", groups=("Class A",), email="lee@school.example")
+        add_user(session, "old", None, role="teacher", by="test", groups=("Class A",), email="old@school.example")
+        set_disabled(session, "old", True, by="test")
+    db.dispose()
+    try:
+        with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}, port=app_port,
+                     options=("--secrets.files", str(secrets_file))) as base:
+            yield base, url
+    finally:
+        provider.terminate()
+        provider.wait(timeout=10)
+
+
+def _school_sign_in(browser, base: str, address: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a new context: no cookies
+    page.goto(base)
+    page.get_by_role("button", name="Sign in with your school account").click()
+    page.locator("input[name=sub]").first.fill(address)  # the provider's authorization form
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(f"{base}/**", timeout=60_000)
+    _settle(page)
+    return page
+
+
+def test_a_teacher_signs_in_through_the_school_provider_and_sees_only_their_class(oidc_app, browser):
+    from sqlalchemy import select
+
+    from db.models import AuditEvent
+
+    base, url = oidc_app
+    page = _school_sign_in(browser, base, "lee@school.example")
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
+    _settle(page)
+    body = page.inner_text("body")
+    assert "Signed in as lee (teacher)" in body
+    assert "ben" not in body  # Class B is not theirs
+    page.screenshot(path=str(SHOTS / "signed-in-oidc-teacher.png"), full_page=True)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="End session").click(timeout=60_000)  # the provider's own sign-out, then back
+    page.get_by_role("button", name="Sign in with your school account").wait_for(timeout=60_000)
+    assert "secret" not in page.inner_text("body")  # signed out of both: nothing of the class is left on screen
+    page.close()
+    db = make_db(url)
+    with writing(db) as session:
+        events = [(e.actor, e.action, e.detail or "") for e in session.scalars(select(AuditEvent))]
+    db.dispose()
+    assert any(a == "lee" and b == "signin" and c.startswith("oidc") for a, b, c in events)
+    assert any(a == "lee" and b == "signout" for a, b, _ in events)
+
+
+@pytest.mark.parametrize(("address", "sentence"), [
+    ("nobody@school.example", "You signed in as nobody@school.example, but no account here uses that address; "
+                              "ask an administrator to add it."),
+    ("old@school.example", "This account is disabled; ask an administrator to enable it."),
+])
+def test_a_school_identity_without_a_usable_account_is_one_sentence(oidc_app, browser, address, sentence):
+    base, _ = oidc_app
+    page = _school_sign_in(browser, base, address)
+    page.get_by_text(sentence).wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "secret" not in body and "Traceback" not in body and "Signed in as" not in body
+    page.close()
+
+
+
+def test_sign_out_in_the_browser_leaves_nothing_on_screen(school_app, browser):
+    page = _sign_in(browser, school_app, "lee")
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
+    _settle(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("textbox", name="Password").wait_for(timeout=60_000)
+    _settle(page)
+    body = page.inner_text("body")
+    assert "Signed in as" not in body and "secret" not in body and "ann" not in body
     page.close()
