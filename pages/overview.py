@@ -39,8 +39,10 @@ columns[4].metric(t("people"), totals.people)
 if report.urgent:  # risk alerts come first, with the message that raised them
     st.subheader(t("urgent_alerts"))
     st.dataframe(pd.DataFrame([{
-        t("person"): a.person.display_name, "handle": a.person.handle, "risk": risk_badge(a.severity, a.category),
-        "message": a.message.text if a.message and who.scope.texts else "", "at": a.window_end, "status": a.status,
+        t("person"): a.person.display_name, t("col_handle"): a.person.handle,
+        t("col_risk"): risk_badge(a.severity, a.category),
+        t("col_message"): a.message.text if a.message and who.scope.texts else "", t("at"): a.window_end,
+        t("status_col"): t(f"status_{a.status}"),
     } for a in report.urgent]), hide_index=True, key="urgent")
 
 engine = loaded_model()
@@ -72,7 +74,7 @@ if report.unlabelled:
 st.subheader(t("look_first"))
 if report.first_to_look_at:
     st.dataframe(pd.DataFrame([{
-        t("person"): p.display_name, "handle": p.handle, t("group"): p.group or "",
+        t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
         t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts, t("messages_stored"): p.messages,
     } for p in report.first_to_look_at]), hide_index=True, key="look_first",
         column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,

@@ -111,13 +111,14 @@ view = BatchView(flagged_only=flagged_only, threshold=threshold, order=order)
 SHOWN = 5000
 rows = read(lambda session: list(batch_rows(session, batch_id, view, limit=SHOWN)))
 total = read(count_rows, batch_id, view)
-table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": r.label,
+COLUMNS = ("row", "person", "text", "label", "confidence", "uncertain", "risk", "flagged")
+table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": t(r.label) if r.label else None,
                        "confidence": r.confidence, "uncertain": r.uncertain, "risk": r.risk,
-                       "flagged": r.flagged} for r in rows],
-                     columns=["row", "person", "text", "label", "confidence", "uncertain", "risk", "flagged"])
+                       "flagged": r.flagged} for r in rows], columns=list(COLUMNS))
+table.columns = [t(f"col_{c}") for c in COLUMNS]  # the headers in the reader's language; the download keeps ours
 st.caption(t("rows_shown", shown=len(table), total=total))
 st.dataframe(table, hide_index=True, key="results",
-             column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
+             column_config={t("col_confidence"): st.column_config.NumberColumn(format="%.2f")})
 
 correction_form("screen_fix", {r.message_id: f"row {r.row}: {r.text[:60]} ({r.label})" for r in rows}, who)
 
