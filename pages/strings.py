@@ -190,6 +190,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "by": {"en": "by", "zh": "操作人"},
     "at": {"en": "at", "zh": "时间"},
     "col_handle": {"en": "handle", "zh": "标识"},
+    "col_id": {"en": "id", "zh": "编号"},
     "col_risk": {"en": "risk", "zh": "风险"},
     "col_message": {"en": "message", "zh": "消息"},
     "col_row": {"en": "row", "zh": "行"},

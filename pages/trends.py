@@ -19,8 +19,8 @@ if not ranked:
     st.info(t("no_people"))
     st.stop()
 st.subheader(t("ranked", days=rule().days))
-st.dataframe(pd.DataFrame([{t("person"): p.display_name, "handle": p.handle, t("group"): p.group or "",
-                            t("negative_share"): p.negative_share, "negative": p.negatives,
+st.dataframe(pd.DataFrame([{t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
+                            t("negative_share"): p.negative_share, t("negative"): p.negatives,
                             t("messages_stored"): p.messages, t("open_alerts"): p.open_alerts} for p in ranked]),
              hide_index=True, key="ranked",
              column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
@@ -85,7 +85,8 @@ alerts.sort(key=lambda a: a.person.handle != handle)  # the viewed person's aler
 if not alerts:
     st.caption(t("no_alerts"))
     st.stop()
-st.dataframe(pd.DataFrame([{"id": a.id, t("person"): a.person.display_name, t("status_col"): t(f"status_{a.status}"),
+st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_name,
+                            t("status_col"): t(f"status_{a.status}"),
                             t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
                             t("message"): a.message.text if a.kind == "risk" and a.message and who.scope.texts
                             else "",

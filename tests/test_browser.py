@@ -134,14 +134,25 @@ def _assert_inert(page, dialogs: list[str]) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
+TITLES = {"overview": ("Overview", "概览"), "chat": ("Chat", "聊天"), "screen": ("Screen comments", "评论筛查"),
+          "trends": ("Trends & alerts", "趋势与预警")}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("path, name", [("", "overview"), ("chat", "chat"), ("screen", "screen"),
                                         ("trends", "trends")])
-def test_every_page_opens_without_errors(app, browser, path, name):
+def test_every_page_opens_without_errors_in_both_languages(app, browser, path, name, lang):
     base, _ = app
     dialogs: list[str] = []
     page = _open(browser, base, path, dialogs)
+    if lang == "zh":  # the sidebar's language picker, as a user switches
+        page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="中文").click()
+        _settle(page)
+    title = TITLES[name][lang == "zh"]
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}{'-zh' if lang == 'zh' else ''}.png"), full_page=True)
     _assert_inert(page, dialogs)
     page.close()
 
