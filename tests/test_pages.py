@@ -300,3 +300,14 @@ def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
     at.multiselect(key="trends_groups").set_value(["Class A"]).run()
     assert list(frame(at, "handle", "negative")["handle"]) == ["ann"]
     assert len(at.get("download_button")) == 1  # the alert list, as filtered, as CSV
+
+
+def test_the_shipped_server_config_listens_locally_and_watches_no_files():
+    """The source-file watcher re-walked the whole project (virtual environments and data/ included) on every
+    SQLite write, which cost a full core whenever a tab was open and made the Screen page 2.6x slower than the CLI
+    (README, Performance). Listening on localhost only is the other shipped safety default (README, Security)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["server"]["address"] == "localhost"
