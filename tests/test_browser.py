@@ -64,6 +64,19 @@ def app(tmp_path_factory):
         yield base, folder
 
 
+def _wait_until_up(url: str, process: subprocess.Popen, log: Path, what: str, *, seconds: float) -> None:
+    """Wait until `url` answers; if it never does, stop the process and fail with the end of its log."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    pytest.fail(f"{what} did not start: " + log.read_text()[-2000:])
+
+
 @contextlib.contextmanager
 def _server(folder: Path, extra: dict[str, str], *, port: int | None = None, options: tuple[str, ...] = ()):
     """A real `streamlit run dashboard.py` on a free loopback port, stopped afterwards."""
@@ -75,16 +88,7 @@ def _server(folder: Path, extra: dict[str, str], *, port: int | None = None, opt
                                "--server.address", "127.0.0.1", "--server.headless", "true", *options],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail("the dashboard did not start: " + (folder / "streamlit.log").read_text()[-2000:])
+    _wait_until_up(f"{base}/_stcore/health", server, folder / "streamlit.log", "the dashboard", seconds=60)
     try:
         yield base
     finally:
@@ -286,16 +290,8 @@ def oidc_app(tmp_path_factory):
     provider = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port",
                                  str(provider_port)], stdout=provider_log, stderr=subprocess.STDOUT)
     issuer = f"http://127.0.0.1:{provider_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        provider.kill()
-        pytest.fail("the OIDC provider did not start: " + (folder / "provider.log").read_text()[-2000:])
+    _wait_until_up(f"{issuer}/.well-known/openid-configuration", provider, folder / "provider.log",
+                   "the OIDC provider", seconds=30)
     secrets_file = folder / "secrets.toml"
     secrets_file.write_text(f"""[auth]
 redirect_uri = "http://127.0.0.1:{app_port}/oauth2callback"
