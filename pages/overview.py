@@ -88,7 +88,9 @@ if report.activity:
     activity["label"] = activity["label"].map(lambda label: t(label) if label != "unlabelled" else
                                               t("unlabelled_badge"))
     st.altair_chart(alt.Chart(activity).mark_bar().encode(
-        x=alt.X("day:T", title=None), y=alt.Y("count:Q", title=t("messages_stored")),
+        # Dates as numbers: Vega-Lite's own labels ("Thu 02", "12 PM") are English in every language.
+        x=alt.X("day:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30)),
+        y=alt.Y("count:Q", title=t("messages_stored")),
         color=alt.Color("label:N", title=None, scale=alt.Scale(
             domain=[t("positive"), t("negative"), t("unlabelled_badge")], range=["#2e9e5b", "#d64545", "#9e9e9e"])),
         tooltip=["day:T", "label:N", "count:Q"]), width="stretch")
