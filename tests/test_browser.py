@@ -209,6 +209,14 @@ ROLE_PAGES = {  # what each role's navigation lists, and a page it may not open
 }
 
 
+def _two_classes(session) -> None:
+    """Six negative 'secret' messages each from ann (Class A) and ben (Class B)."""
+    start = datetime(2026, 4, 1, 9)
+    add_messages(session, [NewMessage(f"{h} secret {i}", "chat", person=h, group=g, label="negative", confidence=0.9,
+                                      p_negative=0.9, uncertain=False, created_at=start + timedelta(days=i))
+                           for h, g in (("ann", "Class A"), ("ben", "Class B")) for i in range(6)], rule=AlertRule())
+
+
 @pytest.fixture(scope="module")
 def school_app(tmp_path_factory):
     from db.users import add_user
@@ -216,13 +224,8 @@ def school_app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("school")
     url = f"sqlite:///{folder / 'aio.db'}"
     db = make_db(url)
-    start = datetime(2026, 4, 1, 9)
     with writing(db) as session:
-        add_messages(session, [NewMessage(f"{h} secret {i}", "chat", person=h, group=g, label="negative",
-                                          confidence=0.9, p_negative=0.9, uncertain=False,
-                                          created_at=start + timedelta(days=i))
-                               for h, g in (("ann", "Class A"), ("ben", "Class B")) for i in range(6)],
-                     rule=AlertRule())
+        _two_classes(session)
         add_user(session, "admin", PASSWORD, role="admin", by="test")
         add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
         add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
@@ -302,13 +305,8 @@ server_metadata_url = "{issuer}/.well-known/openid-configuration"
 """)
     url = f"sqlite:///{folder / 'aio.db'}"
     db = make_db(url)
-    start = datetime(2026, 4, 1, 9)
     with writing(db) as session:
-        add_messages(session, [NewMessage(f"{h} secret {i}", "chat", person=h, group=g, label="negative",
-                                          confidence=0.9, p_negative=0.9, uncertain=False,
-                                          created_at=start + timedelta(days=i))
-                               for h, g in (("ann", "Class A"), ("ben", "Class B")) for i in range(6)],
-                     rule=AlertRule())
+        _two_classes(session)
         add_user(session, "admin", PASSWORD, role="admin", by="test")
         add_user(session, "lee", None, role="teacher", by="test", groups=("Class A",), email="lee@school.example")
         add_user(session, "old", None, role="teacher", by="test", groups=("Class A",), email="old@school.example")
