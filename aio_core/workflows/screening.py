@@ -210,12 +210,17 @@ def label_chunk(chunk: Chunk, header: list[str], options: ScreenOptions, batch_i
     return messages, blank
 
 
-def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Database, rule: AlertRule
-                ) -> int:
-    """Store one chunk's messages in one transaction; returns how many were duplicates of stored messages."""
+def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Database, rule: AlertRule,
+                progress: tuple[int, int, int, float] | None = None) -> int:
+    """Store one chunk's messages in one transaction; returns how many were duplicates of stored messages.
+    `progress` = (batch id, rows, blank rows, seconds): the batch's counter moves in the same transaction, which is
+    what lets a killed single-process run resume exactly after its last whole chunk."""
     with writing(db) as session:
         ids = add_messages(session, messages, rule=rule,
                            skip_duplicates=bool(options.person_column and options.time_column))
+        if progress is not None:
+            batch_id, rows, blank, seconds = progress
+            record_progress(session, batch_id, rows=rows, blank=blank, duplicate=ids.count(None), seconds=seconds)
     return ids.count(None)
 
 
@@ -259,11 +264,8 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         tick = time.perf_counter()
         messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine)
         summary.blank_lines.extend(blank[:20 - len(summary.blank_lines)])
-        with writing(db) as session:
-            ids = add_messages(session, messages, rule=rule,
-                               skip_duplicates=bool(options.person_column and options.time_column))
-            record_progress(session, opened.batch_id, rows=len(chunk), blank=len(blank),
-                            duplicate=ids.count(None), seconds=time.perf_counter() - tick)
+        store_chunk(messages, options, db=db, rule=rule,
+                    progress=(opened.batch_id, len(chunk), len(blank), time.perf_counter() - tick))
         done += len(chunk)
         if progress:
             progress(done, info.rows)
