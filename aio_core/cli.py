@@ -138,6 +138,42 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("jobs")
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.workflows.jobs import cancel, run_pending
+    from db.jobs import list_jobs
+    from db.session import reading
+
+    db = _db(settings)
+    if args.action == "run":
+        ran = run_pending(settings, db)
+        with reading(db) as session:
+            ended = {j.id: j for j in list_jobs(session, ids=tuple(i for i, _ in ran))}
+        for job_id, status in ran:
+            print(f"job {job_id} {status}: {ended[job_id].summary or ended[job_id].error or ''}".rstrip(": "))
+        if not ran:
+            print("no job was waiting")
+        return 0
+    if args.action == "cancel":
+        if args.id is None:
+            raise UserError("Say which job to cancel: python -m aio_core jobs cancel ID (ids: jobs list).")
+        status = cancel(args.id, db=db)
+        if status is None:
+            raise UserError(f"Job {args.id} is not queued or running; `jobs list --all` shows how it ended.")
+        print(f"job {args.id} {status}" + (": it stops after the forward pass in hand" if status == "cancelling"
+                                           else ""))
+        return 0
+    with reading(db) as session:
+        jobs = list_jobs(session, active=not args.all)
+    for job in jobs:
+        speed = f" {job.rows_per_second:.1f} rows/s" if job.rows_per_second else ""
+        print(f"{job.id}\t{job.status}\t{job.rows_done}/{job.rows}{speed}\tbatch {job.batch_id}\t{job.file_name}"
+              f"\t{job.owner or ''}")
+    if not jobs:
+        print("no job is queued or running" if not args.all else "no job in the last day")
+    return 0
+
+
 @command("eval")
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.evaluate import evaluate, format_report, read_labelled
@@ -418,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classify on Ray Data (pip install -r requirements-scale.txt): a local Ray started for this "
                         "run, or the cluster at ADDRESS (auto, HOST:PORT); the store must be a file or PostgreSQL")
     p.add_argument("--actors", type=int, default=1, help="with --ray: how many model copies work at once")
+    p = add("jobs", "background screenings queued from the dashboard: list, cancel ID, or run the waiting ones here "
+                    "(after a restart, without the dashboard)")
+    p.add_argument("action", nargs="?", choices=("list", "cancel", "run"), default="list")
+    p.add_argument("id", nargs="?", type=int, default=None)
+    p.add_argument("--all", action="store_true", default=False, help="list: ended jobs of the last day too")
     p = add("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
                     "and risk recall/false alarms when a risk column is there")
     p.add_argument("file", nargs="+")

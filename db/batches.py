@@ -55,6 +55,11 @@ def finish_batch(session: Session, batch_id: int) -> Batch:
     return batch
 
 
+def reopen_batch(session: Session, batch_id: int) -> None:
+    """A cancelled batch screened again: it runs on from its last stored chunk."""
+    session.get(Batch, batch_id).status = "running"
+
+
 def get_batch(session: Session, batch_id: int, scope: Scope = EVERYTHING) -> Batch | None:
     return session.get(Batch, batch_id) if scope.batches else None
 

@@ -66,7 +66,7 @@ class Batch(Base):
     rows_done: Mapped[int] = mapped_column(Integer, default=0)  # stored, skipped as blank or as a duplicate
     rows_blank: Mapped[int] = mapped_column(Integer, default=0)
     rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)  # already stored (same person, text, time)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | complete
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | complete | cancelled
     model: Mapped[str] = mapped_column(String(500))
     prompt_version: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -232,11 +232,13 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|cancelling|cancelled|...
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # db.jobs.STATUSES
     file_path: Mapped[str | None] = mapped_column(String(1000))  # the kept upload; removed when the job ends
     file_name: Mapped[str] = mapped_column(String(500))
     options: Mapped[str] = mapped_column(String(1000))
     rows: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)  # labelled so far, earlier runs included
+    rows_at_start: Mapped[int] = mapped_column(Integer, default=0)  # done when this run started (for rows/s)
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(200))

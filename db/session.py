@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from db.errors import StoreError
-from db.models import Alert, Base, Batch, Message, Person, SchemaVersion
+from db.models import Alert, Base, Batch, Job, Message, Person, SchemaVersion
 
 
 def text_hash(value: str) -> str:
@@ -64,9 +64,16 @@ def _to_v2(connection: Connection) -> None:
             connection.execute(update(Message).where(Message.id == message_id).values(text_hash=text_hash(value)))
 
 
+def _to_v3(connection: Connection) -> None:
+    """Background jobs report progress by forward pass (not only by stored chunk), and their own rows/s."""
+    j = Job.__table__.c
+    _add_column(connection, j.rows_done, "0")
+    _add_column(connection, j.rows_at_start, "0")
+
+
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
 # directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

@@ -211,3 +211,19 @@ def test_the_sql_rule_agrees_with_the_pure_rule_on_every_history(db, rule):
             assert found.get(person_id) == expected, person_id
             verdicts.append(expected)
     assert any(verdicts) and not all(verdicts)  # both outcomes were exercised
+
+
+def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    make_db(url).dispose()
+    with sqlite3.connect(tmp_path / "v2.db") as connection:  # as version 2 made it
+        connection.execute("ALTER TABLE jobs DROP COLUMN rows_done")
+        connection.execute("ALTER TABLE jobs DROP COLUMN rows_at_start")
+        connection.execute("UPDATE schema_version SET version = 2")
+        connection.execute("INSERT INTO jobs (status, file_name, options, rows, created_at, updated_at) "
+                           "VALUES ('complete', 'old.csv', '{}', 7, '2026-01-01', '2026-01-01')")
+    make_db(url).dispose()
+    with sqlite3.connect(tmp_path / "v2.db") as connection:
+        assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
+            ("old.csv", 7, 0, 0)]
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3

@@ -33,6 +33,7 @@ from db.batches import (
     finish_batch,
     get_header,
     record_progress,
+    reopen_batch,
 )
 from db.rules import AlertRule
 from db.session import reading, writing
@@ -187,6 +188,8 @@ def open_batch(path: Path | str, options: ScreenOptions, *, model: str, prompt_v
             batch = create_batch(session, file_name=info.name, sha256=info.sha256, options=options.key(),
                                  row_count=info.rows, model=model, prompt_version=prompt_version,
                                  header=list(info.header), owner=owner)
+        elif batch.status == "cancelled":
+            reopen_batch(session, batch.id)
         return OpenBatch(info, batch.id, batch.rows_done, batch.status == "complete")
 
 
@@ -194,11 +197,12 @@ Chunk = list[tuple[int, int, dict[str, str]]]  # (row number, line, cells by col
 
 
 def label_chunk(chunk: Chunk, header: list[str], options: ScreenOptions, batch_id: int, *,
-                engine: Engine) -> tuple[list[NewMessage], list[int]]:
-    """The chunk's non-blank rows labelled, as messages to store, and the lines of its blank texts."""
+                engine: Engine, progress: Callable[[int], None] | None = None) -> tuple[list[NewMessage], list[int]]:
+    """The chunk's non-blank rows labelled, as messages to store, and the lines of its blank texts. `progress` gets
+    the number of texts labelled after each forward pass."""
     texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
     blank = [line for _, line, row in chunk if not row[options.text_column].strip()]
-    labels = assess([row[options.text_column] for _, _, row in texts], engine=engine)
+    labels = assess([row[options.text_column] for _, _, row in texts], engine=engine, progress=progress)
     messages = [
         NewMessage(text=row[options.text_column], source="csv",
                    person=(row[options.person_column].strip() or None) if options.person_column else None,
@@ -251,7 +255,8 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
                 file_name: str | None = None, out: Path | str | None = None,
                 progress: Callable[[int, int], None] | None = None, owner: str | None = None) -> ScreenSummary:
     """Screen one CSV into the store (resuming an interrupted run) and optionally write the results CSV. `owner`:
-    the signed-in user who uploaded it."""
+    the signed-in user who uploaded it. `progress(done, total)` is called once before the first row, then after
+    every forward pass; an exception it raises stops the run before the chunk in hand is stored."""
     started = time.perf_counter()
     opened = open_batch(path, options, model=engine.name, prompt_version=engine.prompt.version, db=db,
                         file_name=file_name, owner=owner)
@@ -262,7 +267,9 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         progress(done, info.rows)
     for chunk in ([] if opened.complete else _chunks(info, done)):
         tick = time.perf_counter()
-        messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine)
+        within = (lambda labelled, at=done: progress(at + labelled, info.rows)) if progress else None
+        messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine,
+                                      progress=within)
         summary.blank_lines.extend(blank[:20 - len(summary.blank_lines)])
         store_chunk(messages, options, db=db, rule=rule,
                     progress=(opened.batch_id, len(chunk), len(blank), time.perf_counter() - tick))
