@@ -86,6 +86,7 @@ def end_job(session: Session, job_id: int, status: str, *, summary: str | None =
         batch = session.get(Batch, job.batch_id)
         if batch is not None and batch.status != "complete":
             batch.status = "cancelled"  # what was stored stays; the same file run again resumes it
+            job.rows_done = batch.rows_done  # rows labelled in the chunk in hand were not stored
     return job
 
 

@@ -237,6 +237,20 @@ def person_report(session: Session, handle: str, rule: AlertRule, *, scope: Scop
                         alerts=list_alerts(session, person_id=person.id))
 
 
+def person_report_rows(report: PersonReport) -> tuple[list[str], list[list[object]]]:
+    """One person's report as a table (for the CSV download): each message shown, oldest first, with its labels
+    and the rolling negative share; the text is empty where the viewer may not read texts."""
+    header = ["person", "handle", "group", "time", "source", "text", "label", "model_label", "corrected",
+              "confidence", "uncertain", "risk", "risk_category", "rolling_negative_share"]
+    who = report.person
+    rows = [[who.display_name, who.handle, who.group_name or "", f"{p.at:%Y-%m-%d %H:%M:%S}", p.source, p.text or "",
+             p.label or "", p.model_label or "", str(p.corrected).lower(),
+             "" if p.confidence is None else f"{p.confidence:.3f}",
+             "" if p.uncertain is None else str(bool(p.uncertain)).lower(), p.risk or "", p.risk_category or "",
+             "" if p.rolling_negative_share is None else f"{p.rolling_negative_share:.3f}"] for p in report.points]
+    return header, rows
+
+
 def groups(session: Session, scope: Scope = EVERYTHING) -> list[str]:
     """The groups (classes) the scope may read, for filter choices."""
     return [g for g in session.scalars(select(Person.group_name).where(people_clause(scope),

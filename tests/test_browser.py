@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -195,6 +197,117 @@ def test_screened_csv_cells_stay_inert(app, browser, tmp_path):
     page.screenshot(path=str(SHOTS / "screen-after-upload.png"), full_page=True)
     _assert_inert(page, dialogs)
     page.close()
+
+
+def _choose_row(page, table, row: int) -> None:
+    """Tick data row `row` (from 1) of a selectable table: its row-marker column, left of the first cell."""
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 * row + 17)
+
+
+def test_a_row_opens_that_persons_page_and_their_report_downloads_as_shown(tmp_path, browser):
+    url = f"sqlite:///{tmp_path / 'aio.db'}"
+    db = make_db(url)
+    start = datetime(2026, 4, 1, 9)
+    with writing(db) as session:  # zed is the most negative, so amy is second on Overview and not first on Trends
+        for handle, labels in (("zed", "------"), ("amy", "+-+--+")):
+            add_messages(session, [
+                NewMessage("=1+2 said amy" if handle == "amy" and i == 0 else f"{handle} {i}", "chat", person=handle,
+                           display_name=handle.title(), label="negative" if c == "-" else "positive", confidence=0.9,
+                           p_negative=0.9 if c == "-" else 0.1, uncertain=False, created_at=start + timedelta(days=i))
+                for i, c in enumerate(labels)], rule=AlertRule())
+    db.dispose()
+    with _server(tmp_path, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
+        dialogs: list[str] = []
+        page = _open(browser, base, "", dialogs)
+        look_first = page.get_by_test_id("stDataFrame").last  # "People to look at first": zed, amy
+        _choose_row(page, look_first, 2)
+        page.get_by_role("heading", name="Trends & alerts").wait_for(timeout=60_000)
+        _settle(page)
+        person = page.locator("[data-testid=stSelectbox] input[aria-label='Person']")
+        assert person.input_value() == "Amy (amy)"  # the chosen row's person, not the list's first
+        with page.expect_download() as download:
+            page.get_by_role("button", name=re.compile("Download Amy's messages shown")).click()
+        lines = Path(download.value.path()).read_text(encoding="utf-8-sig").strip().splitlines()  # BOM: for Excel
+        assert lines[0].startswith("person,handle,group,time,source,text,label") and len(lines) == 7
+        assert all(",amy," in line for line in lines[1:]) and ",'=1+2 said amy," in lines[1]  # formula-safe
+        _choose_row(page, page.get_by_test_id("stDataFrame").first, 1)  # the ranked table on this page: zed
+        page.wait_for_function("document.querySelector(\"[data-testid=stSelectbox] input[aria-label='Person']\")"
+                               ".value === 'Zed (zed)'", timeout=30_000)
+        _assert_inert(page, dialogs)
+        page.close()
+
+
+def test_a_page_opened_first_after_the_server_starts_has_the_apps_navigation(tmp_path, browser):
+    """A bookmark opened before anyone opened the front page once ran that page's file alone (Streamlit's legacy
+    multipage mode, chosen while a folder named pages/ sits beside the entry point): no language choice, and the
+    helper modules listed as pages."""
+    with _server(tmp_path, {"AIO_DB_URL": f"sqlite:///{tmp_path / 'aio.db'}", "AIO_AUTH": "off"}) as base:
+        dialogs: list[str] = []
+        page = _open(browser, base, "screen", dialogs)
+        navigation = page.get_by_test_id("stSidebarNav").inner_text()
+        assert "Screen comments · 评论筛查" in navigation and "strings" not in navigation, navigation
+        assert page.get_by_text("Language / 语言").count() == 1
+        page.close()
+
+
+def _progress_line(page) -> tuple[int, str]:
+    """The running job's progress line on the Screen page, and the rows it says are done."""
+    line = page.get_by_text(re.compile(r"rows/s")).first
+    line.wait_for(timeout=90_000)
+    text = line.inner_text()
+    return int(re.search(r"([\d,]+) of [\d,]+ rows", text).group(1).replace(",", "")), text
+
+
+def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_restart(tmp_path, browser):
+    """One text per forward pass (about a minute of work for the tiny model), so progress is seen between chunks."""
+    url = f"sqlite:///{tmp_path / 'aio.db'}"
+    rows = 8000
+    source = tmp_path / "long.csv"
+    source.write_text("author,comment\n" + "".join(f"u{i % 40},comment {i} on today's lesson\n"
+                                                  for i in range(rows)), encoding="utf-8")
+    settings = {"AIO_DB_URL": url, "AIO_AUTH": "off", "AIO_BATCH_SIZE": "1"}
+    port = _free_port()
+    dialogs: list[str] = []
+    with _server(tmp_path, settings, port=port) as base:
+        page = _open(browser, base, "screen", dialogs)
+        page.locator("input[type='file']").set_input_files(str(source))
+        page.get_by_role("button", name=f"Screen {rows:,} rows").click()
+        seen = [_progress_line(page)[0]]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.get_by_text(re.compile(r"rows/s")).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "screen-job-running.png"))
+        for _ in range(4):  # the line moves while the page is left alone, not only when a chunk is stored
+            page.wait_for_timeout(1500)
+            seen.append(_progress_line(page)[0])
+        assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+        assert any(done % 256 for done in seen), f"progress only moved per stored chunk: {seen}"
+        page.get_by_test_id("stSidebarNav").get_by_text("Overview").click()  # another page, same session
+        page.get_by_test_id("stMetric").first.wait_for(timeout=60_000)
+        page.get_by_test_id("stSidebarNav").get_by_text("Screen comments").click()
+        assert _progress_line(page)[0] >= seen[-1]
+        page.reload()  # a new browser session: the job is found in the store
+        before_restart = _progress_line(page)[0]
+        assert before_restart >= seen[-1]
+    with sqlite3.connect(tmp_path / "aio.db") as connection:  # the server is gone; its job is left running
+        assert connection.execute("SELECT status FROM jobs").fetchone()[0] == "running"
+    with _server(tmp_path, settings, port=port) as base:
+        page.goto(f"{base}/screen")  # the first page view after the restart resumes the job
+        after_restart = _progress_line(page)[0]
+        assert after_restart < rows
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text(re.compile("was cancelled after")).wait_for(timeout=60_000)
+        _settle(page)
+        page.screenshot(path=str(SHOTS / "screen-job-cancelled.png"), full_page=True)
+        _assert_inert(page, dialogs)
+        page.close()
+    with sqlite3.connect(tmp_path / "aio.db") as connection:
+        status, done = connection.execute("SELECT status, rows_done FROM jobs").fetchone()
+        stored = [r[0] for r in connection.execute("SELECT row_index FROM messages ORDER BY row_index")]
+    assert status == "cancelled" and done == len(stored) and before_restart - 256 <= len(stored) < rows
+    assert stored == list(range(1, len(stored) + 1)) and len(stored) % 256 == 0  # whole chunks, each row once
+    assert list((tmp_path / "data" / "jobs").iterdir()) == []  # the kept upload is deleted with the job
 
 
 # ---- sign-in and roles, against a real server with local accounts ---------------------------------------------------

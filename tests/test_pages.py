@@ -4,6 +4,7 @@ what ends up stored."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from db.jobs import list_jobs
 from db.models import Alert, AlertEvent, Message
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
@@ -36,7 +38,7 @@ def app_env(tmp_path, monkeypatch):
 def open_page(name: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
     if name != "overview":
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"app_pages/{name}.py").run()
     assert not at.exception
     return at
 
@@ -54,6 +56,19 @@ def seed_person(db, handle: str, labels: str) -> None:
 def frame(at: AppTest, *columns: str):
     """The first table on the page that has all these columns (AppTest cannot find tables by key)."""
     return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
+
+
+def screened(at: AppTest, db) -> AppTest:
+    """Press Screen, wait for the background job to end (as a user would watch the progress), then look again."""
+    at.button(key="run").click().run()
+    assert not at.exception
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with reading(db) as session:
+            if not list_jobs(session):
+                return at.run()
+        time.sleep(0.05)
+    pytest.fail("the screening job did not end")
 
 
 def values(elements) -> list[str]:
@@ -105,7 +120,7 @@ def test_screening_a_csv_stores_its_rows_and_offers_the_download(app_env):
     assert not at.exception
     assert (at.selectbox(key="text_column").value, at.selectbox(key="person_column").value,
             at.selectbox(key="time_column").value) == ("comment", "author", "posted")  # guessed
-    at.button(key="run").click().run()
+    screened(at, app_env)
     assert not at.exception and any("Screened 3 rows" in s for s in values(at.success))
     with reading(app_env) as session:
         stored = session.scalars(select(Message).order_by(Message.row_index)).all()
@@ -181,7 +196,7 @@ def test_chinese_mode_has_chinese_table_headers_on_overview_and_trends(app_env):
     at.selectbox(key="lang_picker").set_value("zh").run()
     headers = [c for d in at.dataframe for c in d.value.columns]
     assert headers and not [h for h in headers if any("a" <= ch.lower() <= "z" for ch in h)], headers
-    at.switch_page("pages/trends.py").run()
+    at.switch_page("app_pages/trends.py").run()
     headers = [c for d in at.dataframe for c in d.value.columns]
     assert headers and not [h for h in headers if any("a" <= ch.lower() <= "z" for ch in h)], headers
     # The Screen results table is not checked here: AppTest cannot run a page whose radio shows translated options
@@ -210,7 +225,7 @@ def test_the_screen_table_follows_the_chosen_order_and_filter_from_the_store(app
     at = open_page("screen")
     content = "comment\nlovely day\nI want to kill myself\nit was fine\nterrible service\n"
     at.file_uploader(key="upload").upload("c.csv", content.encode(), "text/csv").run()
-    at.button(key="run").click().run()
+    screened(at, app_env)
     at.selectbox(key="sort").set_value("risk").run()
     assert not at.exception
     shown = frame(at, "text", "risk")
@@ -224,7 +239,7 @@ def test_the_results_shown_are_those_of_the_batch_just_screened(app_env):
     at = open_page("screen")
     for name, content in (("first.csv", "comment\nfine\nbad\n"), ("second.csv", "comment\nlovely\n")):
         at.file_uploader(key="upload").upload(name, content.encode(), "text/csv").run()
-        at.button(key="run").click().run()
+        screened(at, app_env)
         assert not at.exception
     assert any("second.csv" in s.value for s in at.subheader)
     assert list(frame(at, "text", "flagged")["text"]) == ["lovely"]
@@ -251,7 +266,7 @@ def test_the_language_choice_holds_on_every_page(app_env):
     at = open_page("overview")
     at.selectbox(key="lang_picker").set_value("zh").run()
     for name, title in (("trends", "趋势与预警"), ("screen", "评论筛查"), ("chat", "聊天")):
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"app_pages/{name}.py").run()
         assert at.title[0].value == title
 
 
@@ -296,10 +311,10 @@ def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
     assert {m.label: m.value for m in at.metric}["Messages stored"] == "9"
     at.multiselect(key="overview_groups").set_value(["Class B"]).run()
     assert {m.label: m.value for m in at.metric}["Messages stored"] == "3"
-    at.switch_page("pages/trends.py").run()
+    at.switch_page("app_pages/trends.py").run()
     at.multiselect(key="trends_groups").set_value(["Class A"]).run()
     assert list(frame(at, "handle", "negative")["handle"]) == ["ann"]
-    assert len(at.get("download_button")) == 1  # the alert list, as filtered, as CSV
+    assert {b.key for b in at.get("download_button")} == {"export_alerts", "export_person"}  # as filtered, as CSV
 
 
 def test_the_shipped_server_config_listens_locally_and_watches_no_files():

@@ -63,7 +63,7 @@ def test_a_100k_character_chat_message_is_stored_whole_and_the_page_answers(tmp_
     monkeypatch.setenv("AIO_AUTH", "off")
     monkeypatch.setenv("AIO_RISK", "phrases")
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
-    at.switch_page("pages/chat.py").run()
+    at.switch_page("app_pages/chat.py").run()
     at.selectbox(key="person").set_value("\x00new").run()
     at.text_input(key="new_handle").set_value("long").run()
     at.chat_input(key="chat_input").set_value(LONG).run()

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from db.access import Scope
 from db.alerts import list_alerts, transition_alert
 from db.errors import StoreError
 from db.models import Message
 from db.privacy import erase_person, export_person
-from db.reports import daily_counts, overview, rank_people
+from db.reports import Filters, daily_counts, overview, person_report, person_report_rows, rank_people
+from db.rules import AlertRule
 from db.session import SCHEMA_VERSION, compact, make_db, reading, writing
 from db.store import NewMessage, add_messages, list_messages
 
@@ -227,3 +229,20 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
         assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):
+    start = datetime(2026, 4, 1, 9)
+    with writing(db) as session:
+        add_messages(session, [NewMessage(f"note {i}", "chat" if i % 2 else "cli", person="amy", label="negative",
+                                          confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=start + timedelta(days=i)) for i in range(6)],
+                     rule=AlertRule())
+    shown = Filters(sources=("chat",), since=start + timedelta(days=2))
+    with reading(db) as session:
+        header, rows = person_report_rows(person_report(session, "amy", AlertRule(), filters=shown))
+        _, hidden = person_report_rows(person_report(session, "amy", AlertRule(), scope=Scope(texts=False)))
+    texts = [row[header.index("text")] for row in rows]
+    assert texts == ["note 3", "note 5"]  # chat only, from the third day, oldest first
+    assert [row[header.index("time")] for row in rows] == ["2026-04-04 09:00:00", "2026-04-06 09:00:00"]
+    assert len(hidden) == 6 and {row[header.index("text")] for row in hidden} == {""}  # a teacher's export: no texts

@@ -7,12 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import csv_bytes
+from app_pages.shared import database, page, read, t, write
 from db.access import ROLES
 from db.privacy import apply_retention, audit, erase_person, export_person, read_audit
 from db.reports import groups
 from db.session import compact
 from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
-from pages.shared import database, page, read, t, write
 
 who = page("admin")
 

@@ -10,9 +10,7 @@ import streamlit as st
 from aio_core.classify import seed_line
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
-from db.privacy import audit
-from db.store import chat_history, list_people
-from pages.shared import (
+from app_pages.shared import (
     can,
     database,
     label_badge,
@@ -28,6 +26,8 @@ from pages.shared import (
     t,
     write,
 )
+from db.privacy import audit
+from db.store import chat_history, list_people
 
 who = page("chat")
 state = model()

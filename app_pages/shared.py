@@ -24,6 +24,8 @@ from aio_core.classify import badge
 from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS, alert_rule
+from aio_core.workflows.jobs import start_worker
+from app_pages.strings import text
 from db.access import ACTIONS, EVERYTHING, PAGES
 from db.corrections import correct_label
 from db.privacy import apply_retention, audit
@@ -41,7 +43,6 @@ from db.users import (
     sign_out,
     viewer_for,
 )
-from pages.strings import text
 
 T = TypeVar("T")
 
@@ -226,6 +227,17 @@ def database() -> Database:
         st.stop()
 
 
+@st.cache_resource(show_spinner=False)
+def _jobs_resumed(url: str) -> bool:
+    return start_worker(settings(), database())
+
+
+def resume_jobs() -> None:
+    """On the first page view after the server starts: screenings its previous run left unfinished carry on (the
+    worker thread takes back jobs whose process is gone, and resumes them from their last stored chunk)."""
+    _jobs_resumed(settings().db_url)
+
+
 def read(query: Callable[..., T], *args: object, **kwargs: object) -> T:
     """Run one store query in a read transaction; a database problem is shown as its sentence and stops the page."""
     try:
@@ -377,6 +389,14 @@ def flash(message: str) -> None:
 def show_flash() -> None:
     if "_flash" in st.session_state:
         st.success(st.session_state.pop("_flash"))
+
+
+def people_table(frame: object, handles: list[str], key: str, **options: object) -> None:
+    """A table whose rows are people (in `handles` order): choosing a row opens that person's page."""
+    event = st.dataframe(frame, hide_index=True, key=key, on_select="rerun", selection_mode="single-row", **options)
+    if event.selection.rows:
+        st.session_state["open_person"] = handles[event.selection.rows[0]]
+        st.switch_page("app_pages/trends.py")
 
 
 def filter_bar(who: Viewer, key: str) -> Filters:

@@ -6,11 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import csv_bytes
+from app_pages.shared import can, correction_form, filter_bar, flash, page, read, risk_badge, rule, t, write
 from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
 from db.privacy import audit
-from db.reports import person_report, rank_people
+from db.reports import person_report, person_report_rows, rank_people
 from db.rules import AlertRule
-from pages.shared import can, correction_form, filter_bar, flash, page, read, risk_badge, rule, t, write
 
 who = page("trends")
 filters = filter_bar(who, "trends")
@@ -18,11 +18,25 @@ ranked = read(rank_people, days=rule().days, limit=500, scope=who.scope, filters
 if not ranked:
     st.info(t("no_people"))
     st.stop()
+handles = [p.handle for p in ranked]
+
+
+def choose(table: str, handle_of: list[str], alert_ids: list[int] | None = None) -> None:
+    """A row chosen in one of this page's tables: that person (and that alert) below. Runs before the page is drawn
+    again, so the selectors below start on the choice."""
+    rows = st.session_state[table].selection.rows
+    if rows:
+        st.session_state["trend_person"] = handle_of[rows[0]]
+        if alert_ids is not None:
+            st.session_state["alert_id"] = alert_ids[rows[0]]
+
+
 st.subheader(t("ranked", days=rule().days))
+st.caption(t("choose_row"))
 st.dataframe(pd.DataFrame([{t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
                             t("negative_share"): p.negative_share, t("negative"): p.negatives,
                             t("messages_stored"): p.messages, t("open_alerts"): p.open_alerts} for p in ranked]),
-             hide_index=True, key="ranked",
+             hide_index=True, key="ranked", on_select=lambda: choose("ranked", handles), selection_mode="single-row",
              column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                                  max_value=1)})
 
@@ -40,10 +54,15 @@ with st.expander(t("rule")):
     if st.button(t("apply_rule"), key="apply_rule"):
         st.success(t("rule_applied", count=write(refresh_all_alerts, chosen) or 0))
 
-handles = [p.handle for p in ranked]
+# A row chosen on another page names the person to open (kept out of the address: a handle can be a child's name,
+# and addresses end up in browser histories and proxy logs).
+wanted = st.session_state.pop("open_person", None)
+if wanted in handles:
+    st.session_state["trend_person"] = wanted
+elif wanted:
+    st.info(t("person_not_listed", handle=wanted))
 handle = st.selectbox(t("person"), handles, key="trend_person",
                       format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
-summary = next(p for p in ranked if p.handle == handle)
 report = read(person_report, handle, chosen, scope=who.scope, filters=filters)
 if report is None:
     st.error(t("not_allowed"))
@@ -78,6 +97,11 @@ else:
     correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
                                   for p in reversed(report.points) if p.label}, who)
 
+header, rows = person_report_rows(report)
+st.download_button(t("export_person_report", name=report.person.display_name), csv_bytes(header, rows),
+                   file_name=f"person-{report.person.handle}.csv", mime="text/csv", key="export_person",
+                   on_click=lambda: write(audit, who.username, "export.person_report", handle, f"{len(rows)} messages"))
+
 st.subheader(t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
 alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked])
@@ -92,7 +116,9 @@ st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_nam
                             else "",
                             t("negative_share"): round(a.negative_share, 2), t("from"): a.window_start,
                             t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
-                            t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts")
+                            t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts",
+             on_select=lambda: choose("alerts", [a.person.handle for a in alerts], [a.id for a in alerts]),
+             selection_mode="single-row")
 table = [[a.id, a.person.display_name, a.person.handle, a.kind, a.severity or "", a.status, a.rule,
           a.message.text if a.kind == "risk" and a.message and who.scope.texts else "", a.window_start,
           a.window_end, a.updated_by or "", a.note or ""] for a in alerts]

@@ -1,15 +1,13 @@
 """Screen comments: upload a CSV, check the guessed columns, run it through the model, filter and download."""
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
-from aio_core.workflows.screening import ScreenOptions, batch_csv, guess_columns, screen_file
-from db.batches import BatchView, batch_rows, count_rows, list_batches
-from pages.shared import (
+from aio_core.workflows.jobs import cancel, submit
+from aio_core.workflows.screening import ScreenOptions, batch_csv, guess_columns
+from app_pages.shared import (
     correction_form,
     database,
     duration,
@@ -23,6 +21,8 @@ from pages.shared import (
     t,
     uploaded_path,
 )
+from db.batches import BatchView, batch_rows, count_rows, list_batches
+from db.jobs import JobView, list_jobs
 
 who = page("screen")
 config = settings()
@@ -65,25 +65,73 @@ if upload is not None:
             st.stop()
         if not model_shown:  # the line at the top already says which model, when it was loaded before
             show_model_line(state.engine)
-        bar = st.progress(0.0, text=t("progress", done=0, total=info.rows, left="…"))
-        start = {"time": time.perf_counter(), "done": None}  # the first call says where a resumed run starts
-
-        def progress(done: int, total: int) -> None:
-            start["done"] = done if start["done"] is None else start["done"]
-            rate = (done - start["done"]) / max(time.perf_counter() - start["time"], 1e-6)
-            left = duration((total - done) / rate) if rate > 0 else "…"
-            bar.progress(done / total, text=t("progress", done=done, total=total, left=left))
-
         try:
             with uploaded_path(upload) as path:
-                summary = screen_file(path, ScreenOptions(text_column, person_column, time_column),
-                                      engine=state.engine, db=database(), file_name=upload.name, progress=progress,
-                                      owner=who.username)
+                submitted = submit(path, ScreenOptions(text_column, person_column, time_column), engine=state.engine,
+                                   db=database(), settings=config, file_name=upload.name, owner=who.username)
         except USER_ERRORS as error:
             st.error(str(error))
             st.stop()
-        st.success(summary.line())
-        st.session_state["show_batch"] = summary.batch_id  # the results below are this run's batch
+        st.session_state["show_batch"] = submitted.batch_id  # the results below are this file's batch
+        if submitted.job_id is None:
+            st.success(submitted.message)
+
+
+def announce(job: JobView) -> None:
+    """How a job this browser session watched has ended, once."""
+    if job.status == "complete":
+        st.success(job.summary)
+    elif job.status == "cancelled":
+        st.info(t("job_cancelled", name=job.file_name, done=job.rows_done, total=job.rows))
+    else:
+        st.error(t("job_failed", name=job.file_name, error=job.error))
+
+
+def show_job(job: JobView) -> None:
+    if job.status == "queued":
+        line = t("job_queued", name=job.file_name)
+    elif job.status == "cancelling":
+        line = t("job_cancelling", name=job.file_name)
+    elif job.rows_per_second is None:
+        line = t("job_starting", name=job.file_name, done=job.rows_done, total=job.rows)
+    else:
+        line = t("job_progress", name=job.file_name, done=job.rows_done, total=job.rows, rate=job.rows_per_second,
+                 left=duration(job.seconds_left))
+    columns = st.columns([6, 1], vertical_alignment="bottom")
+    columns[0].progress(job.rows_done / max(job.rows, 1), text=line)
+    if job.status in ("queued", "running") and (who.role == "admin" or job.owner == who.username):
+        columns[1].button(t("job_cancel"), key=f"cancel_job_{job.id}", on_click=cancel, args=(job.id,),
+                          kwargs={"db": database()})
+
+
+# Jobs this browser session has seen running: their end is announced here once, wherever the session was meanwhile.
+watching: set[int] = st.session_state.setdefault("watching_jobs", set())
+jobs = read(list_jobs, who.scope, ids=tuple(watching))
+for job in jobs:
+    if job.active:
+        watching.add(job.id)
+    elif job.id in watching:
+        watching.discard(job.id)
+        announce(job)
+        if job.batch_id is not None:
+            st.session_state.setdefault("show_batch", job.batch_id)
+
+
+@st.fragment(run_every=1.0 if any(job.active for job in jobs) else None)
+def running_jobs() -> None:
+    """The jobs in progress, read from the store every second; the whole page is drawn again when one ends."""
+    current = [job for job in read(list_jobs, who.scope, ids=tuple(watching)) if job.active or job.id in watching]
+    if any(not job.active for job in current):
+        st.rerun()
+    if current:
+        st.subheader(t("jobs_running"))
+        st.caption(t("jobs_help"))
+    for job in current:
+        watching.add(job.id)
+        show_job(job)
+
+
+running_jobs()
 
 st.subheader(t("earlier_batches"))
 batches = read(list_batches, who.scope)

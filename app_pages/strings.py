@@ -58,8 +58,22 @@ STRINGS: dict[str, dict[str, str]] = {
     "time_column": {"en": "Time column", "zh": "时间列"},
     "none": {"en": "(none)", "zh": "（无）"},
     "run_screening": {"en": "Screen {rows:,} rows", "zh": "筛查 {rows:,} 行"},
-    "progress": {"en": "{done:,} of {total:,} rows, about {left} left",
-                 "zh": "已处理 {done:,}/{total:,} 行，约剩 {left}"},
+    "jobs_running": {"en": "Screening now", "zh": "正在筛查"},
+    "jobs_help": {"en": "Screening runs in the background: you may leave this page, reload it or close it; the "
+                        "progress and the results are kept.",
+                  "zh": "筛查在后台进行：可以离开、刷新或关闭本页，进度和结果都会保留。"},
+    "job_progress": {"en": "{name}: {done:,} of {total:,} rows · {rate:.1f} rows/s · about {left} left",
+                     "zh": "{name}：已处理 {done:,}/{total:,} 行 · 每秒 {rate:.1f} 行 · 约剩 {left}"},
+    "job_starting": {"en": "{name}: starting ({done:,} of {total:,} rows done)…",
+                     "zh": "{name}：正在开始（已处理 {done:,}/{total:,} 行）…"},
+    "job_queued": {"en": "{name}: waiting for the screening before it", "zh": "{name}：等待前一个筛查完成"},
+    "job_cancelling": {"en": "{name}: stopping…", "zh": "{name}：正在停止…"},
+    "job_cancel": {"en": "Cancel", "zh": "取消"},
+    "job_cancelled": {"en": "Screening of {name} was cancelled after {done:,} of {total:,} rows. The rows screened "
+                            "are kept; screening the same file again carries on from there.",
+                      "zh": "{name} 的筛查已在 {done:,}/{total:,} 行处取消。已筛查的行会保留；"
+                            "再次筛查同一文件会从此处继续。"},
+    "job_failed": {"en": "Screening of {name} stopped: {error}", "zh": "{name} 的筛查已停止：{error}"},
     "results": {"en": "Results of batch {id}: {name}", "zh": "批次 {id} 的结果：{name}"},
     "flagged_only": {"en": "Flagged only", "zh": "只看标记的"},
     "threshold": {"en": "Flag negatives with confidence at least", "zh": "负面且置信度不低于此值时标记"},
@@ -224,6 +238,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "source_cli": {"en": "command line", "zh": "命令行"},
     "date_range": {"en": "Dates (from, to)", "zh": "日期（起止）"},
     "search": {"en": "Search names and texts", "zh": "搜索姓名和内容"},
+    "export_person_report": {"en": "Download {name}'s messages shown (CSV, formula-safe)",
+                             "zh": "下载 {name} 的这些消息（CSV，已防公式注入）"},
+    "choose_row": {"en": "Choose a row to open that person's page.", "zh": "选择一行即可打开此人的页面。"},
+    "person_not_listed": {"en": "{handle} is not in the list with the filters on this page; widen the filters.",
+                          "zh": "按本页的筛选条件，列表中没有 {handle}；请放宽筛选。"},
     "export_alerts": {"en": "Download these alerts (CSV)", "zh": "下载这些预警（CSV）"},
 
 }

@@ -7,8 +7,7 @@ import streamlit as st
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import label_pending
 from aio_core.workflows.demo import fill_demo
-from db.reports import overview_report
-from pages.shared import (
+from app_pages.shared import (
     can,
     database,
     filter_bar,
@@ -16,6 +15,7 @@ from pages.shared import (
     loaded_model,
     model,
     page,
+    people_table,
     read,
     risk_badge,
     rule,
@@ -23,6 +23,7 @@ from pages.shared import (
     show_model_problem,
     t,
 )
+from db.reports import overview_report
 
 who = page("overview")
 filters = filter_bar(who, "overview")
@@ -38,12 +39,13 @@ columns[4].metric(t("people"), totals.people)
 
 if report.urgent:  # risk alerts come first, with the message that raised them
     st.subheader(t("urgent_alerts"))
-    st.dataframe(pd.DataFrame([{
+    st.caption(t("choose_row"))
+    people_table(pd.DataFrame([{
         t("person"): a.person.display_name, t("col_handle"): a.person.handle,
         t("col_risk"): risk_badge(a.severity, a.category),
         t("col_message"): a.message.text if a.message and who.scope.texts else "", t("at"): a.window_end,
         t("status_col"): t(f"status_{a.status}"),
-    } for a in report.urgent]), hide_index=True, key="urgent")
+    } for a in report.urgent]), [a.person.handle for a in report.urgent], "urgent")
 
 engine = loaded_model()
 if engine is not None:
@@ -73,10 +75,11 @@ if report.unlabelled:
 
 st.subheader(t("look_first"))
 if report.first_to_look_at:
-    st.dataframe(pd.DataFrame([{
+    st.caption(t("choose_row"))
+    people_table(pd.DataFrame([{
         t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
         t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts, t("messages_stored"): p.messages,
-    } for p in report.first_to_look_at]), hide_index=True, key="look_first",
+    } for p in report.first_to_look_at]), [p.handle for p in report.first_to_look_at], "look_first",
         column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                             max_value=1)})
 else:
