@@ -37,7 +37,7 @@ class Settings:
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     threads: int = 0  # 0 = all cores this process may use
     db_url: str = DEFAULT_DB_URL
-    data_dir: str = str(DATA_DIR)  # label heads (heads/) and the study's feature cache (cache/)
+    data_dir: str = str(DATA_DIR)  # heads/, the study's cache/, and jobs/ (uploads of running screenings)
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
     head: str = "auto"  # auto = use the label head fitted on these weights and this prompt, if there is one | off
     risk: str = "phrases"  # phrases = the phrase list | auto = + the model's readout (concern only) | off

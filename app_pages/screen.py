@@ -104,6 +104,8 @@ def show_job(job: JobView) -> None:
                           kwargs={"db": database()})
 
 
+POLL_SECONDS = 1.0  # how often a running job's progress is read from the store
+
 # Jobs this browser session has seen running: their end is announced here once, wherever the session was meanwhile.
 watching: set[int] = st.session_state.setdefault("watching_jobs", set())
 jobs = read(list_jobs, who.scope, ids=tuple(watching))
@@ -117,7 +119,7 @@ for job in jobs:
             st.session_state.setdefault("show_batch", job.batch_id)
 
 
-@st.fragment(run_every=1.0 if any(job.active for job in jobs) else None)
+@st.fragment(run_every=POLL_SECONDS if any(job.active for job in jobs) else None)
 def running_jobs() -> None:
     """The jobs in progress, read from the store every second; the whole page is drawn again when one ends."""
     current = [job for job in read(list_jobs, who.scope, ids=tuple(watching)) if job.active or job.id in watching]

@@ -128,16 +128,15 @@ def run_job(job_id: int, *, settings: Settings, db: Database) -> str:
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
+        if last["started"] and now - last["at"] < PROGRESS_EVERY and done < total:
+            return
         with writing(db) as session:
             if not last["started"]:
                 record_start(session, job_id, done)
-                last["started"] = True
                 status = get_job(session, job_id).status
-            elif now - last["at"] >= PROGRESS_EVERY or done == total:
-                status = record_job_progress(session, job_id, done)
             else:
-                return
-        last["at"] = now
+                status = record_job_progress(session, job_id, done)
+        last["at"], last["started"] = now, True
         if status == "cancelling":
             raise Cancelled
 
