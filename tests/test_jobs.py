@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from test_screening import ROOT, comments, stored
 
+from aio_core.errors import UserError
 from aio_core.workflows.jobs import cancel, jobs_dir, run_pending, submit
 from aio_core.workflows.screening import CHUNK_ROWS, ScreenOptions, open_batch, screen_file
 from db.jobs import add_job, get_job, list_jobs
@@ -151,3 +152,13 @@ def test_a_job_whose_kept_file_is_gone_fails_with_a_sentence(tmp_path, engine, d
     assert run_pending(settings, db) == [(job_id, "failed")]
     with reading(db) as session:
         assert "upload it again" in get_job(session, job_id).error
+
+
+def test_a_copy_that_cannot_be_kept_is_one_sentence_and_queues_nothing(tmp_path, engine, db):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data folder should be")
+    settings = engine.settings.replace(data_dir=str(blocked))
+    with pytest.raises(UserError, match="AIO_DATA_DIR"):
+        submit(comments(tmp_path / "c.csv", 5), OPTIONS, engine=engine, db=db, settings=settings)
+    with reading(db) as session:
+        assert list_jobs(session, active=False) == []

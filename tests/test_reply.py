@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from aio_core.classify import Sentiment
@@ -97,3 +99,39 @@ def test_a_reply_stays_in_the_users_script_and_never_repeats_a_span_of_the_conve
     grams = [tuple(sequence[i:i + NO_REPEAT_NGRAM]) for i in range(len(sequence) - NO_REPEAT_NGRAM + 1)]
     new = grams[len(prompt) - NO_REPEAT_NGRAM + 1:]
     assert all(grams.count(g) == 1 for g in new)
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_a_reply_goes_first_while_a_screening_job_works_in_the_background(engine, marked):
+    """A screening job's passes pause while a reply streams (counted between its first and last token); the control,
+    the same loop not marked as background work, keeps taking turns with the reply's tokens."""
+    import threading
+    import time
+
+    from aio_core.backends.base import background_work
+    from aio_core.workflows import assess
+
+    passes, stop = [0], threading.Event()
+
+    def screening() -> None:
+        with background_work() if marked else contextlib.nullcontext():
+            while not stop.is_set():
+                assess([f"comment {passes[0]} on the lesson"] * 4, engine=engine)
+                passes[0] += 1
+
+    worker = threading.Thread(target=screening)
+    worker.start()
+    while passes[0] < 3:  # the screening is under way
+        time.sleep(0.01)
+    messages = build_messages(engine, [{"role": "user", "content": "hello there"}], None)
+    tokens = generate_tokens(engine, messages, ReplyOptions(max_new_tokens=60, temperature=0.0), stop_at_end=False)
+    next(tokens)
+    at_first = passes[0]
+    assert len(list(tokens)) == 59
+    during = passes[0] - at_first
+    stop.set()
+    worker.join()
+    if marked:
+        assert during <= 1, during  # at most the pass already under way when the reply began
+    else:
+        assert during > 5, during

@@ -13,6 +13,8 @@ them work the same over an in-process model and a model server.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,6 +43,24 @@ class Scores:
     # A server's top-K only: tokens outside a row's top K are -inf in `logprobs`, and this is the row's K-th
     # log-probability, the most any of them can have (None = every value is exact).
     floor: np.ndarray | None = None
+
+
+_BACKGROUND = contextvars.ContextVar("aio_background", default=False)
+
+
+@contextlib.contextmanager
+def background_work() -> Iterator[None]:
+    """Mark the model calls made inside as background work (a screening job). A backend that shares one model
+    between sessions lets interactive calls (a chat reply, a chat message's label) go first."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def in_background() -> bool:
+    return _BACKGROUND.get()
 
 
 class Prefix(Protocol):

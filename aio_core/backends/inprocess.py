@@ -5,11 +5,17 @@ would only slow each other down. `generate` takes the lock per token, so a long 
 session's label for more than one step; sampling runs inside the lock too, because torch ops beside another
 session's forward pass share the CPU thread pool and can round differently, and then a seeded reply would depend
 on what else was running. Sampling itself is transformers' own logits processors and warpers.
+
+Background work (a screening job, `background_work()`) gives way: it takes the lock only when no interactive call
+is waiting and none has run for a moment, so it pauses while a reply streams. Taking turns by the lock alone, a reply
+during a screening ran at 0.8 tokens/s instead of 8.1 (eval model), every token waiting for a 16-text pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +32,7 @@ from transformers import (
 )
 from transformers.cache_utils import DynamicCache
 
-from aio_core.backends.base import Readout, Scores
+from aio_core.backends.base import Readout, Scores, in_background
 from aio_core.backends.kvcache import SharedPrefixCache, compute_prefix
 from aio_core.backends.loading import LoadedModel, load_model
 from aio_core.profiles import ModelProfile, Sampling
@@ -88,6 +94,7 @@ class InProcessBackend:
         self.device = loaded.device
         self.layers: int = loaded.model.config.num_hidden_layers
         self.lock = threading.RLock()
+        self.turns = Turns(self.lock)
 
     @property
     def description(self) -> str:
@@ -109,7 +116,7 @@ class InProcessBackend:
         return {i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
 
     def prefix(self, ids: list[int]) -> TorchPrefix:
-        with self.lock:
+        with self.turns.step():
             return TorchPrefix(list(ids), compute_prefix(self.model, ids))
 
     @torch.inference_mode()
@@ -141,7 +148,7 @@ class InProcessBackend:
         if readouts:
             kwargs["output_hidden_states"] = True
         wanted = torch.tensor(list(token_ids))
-        with self.lock:
+        with self.turns.step():
             out = self.model.model(input_ids=ids.to(self.device), **kwargs)
             last = out.last_hidden_state[:, -1, :]
             logits = self.model.lm_head(last).float().cpu()
@@ -171,7 +178,7 @@ class InProcessBackend:
         cache = DynamicCache(config=self.model.config)
         step_input = torch.tensor([ids], device=self.device)
         for _ in range(sampling.max_new_tokens):
-            with self.lock, torch.inference_mode():
+            with self.turns.step(), torch.inference_mode():
                 logits = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1).logits
                 scores = processors(seen, logits[:, -1, :].float().cpu())
                 if sampling.temperature <= 0:
@@ -183,6 +190,38 @@ class InProcessBackend:
             yield token
             seen = torch.cat([seen, torch.tensor([[token]])], dim=1)
             step_input = torch.tensor([[token]], device=self.device)
+
+
+class Turns:
+    """Whose turn it is to use the model: interactive calls first. A background call waits until no interactive call
+    is waiting or running and the last one ended `grace` seconds ago (the gap between two tokens of a streamed reply
+    is far shorter), then takes the lock."""
+
+    def __init__(self, lock: threading.RLock, grace: float = 0.25) -> None:
+        self.lock, self.grace = lock, grace
+        self._interactive = 0  # interactive calls waiting for the lock or holding it
+        self._last = float("-inf")  # when the last interactive call ended
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        if in_background():
+            with self._changed:
+                while self._interactive or (left := self._last + self.grace - time.monotonic()) > 0:
+                    self._changed.wait(None if self._interactive else left)
+            with self.lock:
+                yield
+            return
+        with self._changed:
+            self._interactive += 1
+        try:
+            with self.lock:
+                yield
+        finally:
+            with self._changed:
+                self._interactive -= 1
+                self._last = time.monotonic()
+                self._changed.notify_all()
 
 
 def load_inprocess(settings: Settings) -> InProcessBackend:

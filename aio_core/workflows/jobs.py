@@ -9,6 +9,7 @@ server, or `python -m aio_core jobs run`), so the page that started it can be le
 - A job whose worker died (same machine: its process is gone; another machine: no progress for 15 minutes) is taken
   back by the next worker, and `screen_file` resumes it after its last stored chunk.
 - One worker thread per database per process, started when a job is submitted and ending when the queue is empty.
+  Its model calls are background work: a chat in the same process goes first, and the job pauses meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine as Database
 
+from aio_core.backends.base import background_work
 from aio_core.engine import Engine, get_engine
+from aio_core.errors import UserError
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.screening import ScreenOptions, close_batch, new_summary, open_batch, screen_file
@@ -88,10 +91,17 @@ def submit(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Data
         if running is not None:
             return Submitted(opened.batch_id, running.id, f"{opened.info.name} is being screened already (job "
                                                           f"{running.id}).")
-    kept = jobs_dir(settings) / f"{uuid.uuid4().hex}.csv"
-    descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as copy, open(path, "rb") as source:
-        shutil.copyfileobj(source, copy)
+    kept = Path(settings.data_dir) / "jobs" / f"{uuid.uuid4().hex}.csv"
+    try:
+        descriptor = os.open(jobs_dir(settings) / kept.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as copy, open(path, "rb") as source:
+            shutil.copyfileobj(source, copy)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # what was written of it, if anything
+            kept.unlink(missing_ok=True)
+        raise UserError(f"Could not keep a copy of {opened.info.name} for screening in the background "
+                        f"({error.strerror}); free some space in {kept.parent} or set AIO_DATA_DIR to a writable "
+                        "folder.") from error
     try:
         with writing(db) as session:
             job = add_job(session, batch_id=opened.batch_id, file_path=str(kept), file_name=opened.info.name,
@@ -145,7 +155,9 @@ def run_job(job_id: int, *, settings: Settings, db: Database) -> str:
         if not path or not Path(path).exists():
             raise FileNotFoundError
         engine = get_engine(settings)
-        result = screen_file(path, options, engine=engine, db=db, file_name=name, progress=progress, owner=owner)
+        with background_work():  # a chat in the same process goes first (backends/inprocess.py, Turns)
+            result = screen_file(path, options, engine=engine, db=db, file_name=name, progress=progress,
+                                 owner=owner)
         status, summary = "complete", result.line()
     except Cancelled:
         status = "cancelled"
