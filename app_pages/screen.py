@@ -140,9 +140,10 @@ batches = read(list_batches, who.scope)
 if not batches:
     st.caption(t("no_batches"))
     st.stop()
-st.dataframe(pd.DataFrame([{"batch": b.id, "file": b.file_name, "rows": b.row_count, "status": b.status,
-                            "model": b.model, "prompt": b.prompt_version, "started": b.started_at,
-                            "seconds": round(b.seconds, 1)} for b in batches]), hide_index=True, key="batches")
+st.dataframe(pd.DataFrame([{t("col_batch"): b.id, t("col_file"): b.file_name, t("col_rows"): b.row_count,
+                            t("status_col"): t(f"batch_{b.status}"), t("col_model"): b.model,
+                            t("col_prompt"): b.prompt_version, t("col_started"): b.started_at,
+                            t("col_seconds"): round(b.seconds, 1)} for b in batches]), hide_index=True, key="batches")
 ids = [b.id for b in batches]
 if st.session_state.get("show_batch") not in ids:
     st.session_state["show_batch"] = ids[0]

@@ -300,6 +300,15 @@ def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_r
         page.get_by_text(re.compile("was cancelled after")).wait_for(timeout=60_000)
         _settle(page)
         page.screenshot(path=str(SHOTS / "screen-job-cancelled.png"), full_page=True)
+        page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="中文").click()
+        _settle(page)
+        headers = "e => Array.from(e.querySelectorAll('[role=columnheader]')).map(x => x.textContent)"
+        tables = page.get_by_test_id("stDataFrame")  # the batches, then the results of the batch shown
+        assert tables.first.evaluate(headers)[:4] == ["批次", "文件", "行数", "状态"]
+        assert tables.last.evaluate(headers) == ["行", "人员", "文本", "标签", "置信度", "不确定", "风险", "需关注"]
+        cells = "e => Array.from(e.querySelectorAll('[role=gridcell]')).map(x => x.textContent)"
+        assert "已取消" in tables.first.evaluate(cells)  # the batch's status, in the reader's language too
         _assert_inert(page, dialogs)
         page.close()
     with sqlite3.connect(tmp_path / "aio.db") as connection:
