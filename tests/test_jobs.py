@@ -52,7 +52,7 @@ def test_a_job_screens_every_row_once_in_the_background_and_deletes_its_copy(tmp
     job = wait_until(db, queued.job_id, lambda j: not j.active)
     assert job.status == "complete" and job.rows_done == 600 and "Screened 600 rows of c.csv" in job.summary
     assert stored(db) == [n for n in range(1, 601) if (n - 1) % 50]
-    assert list(jobs_dir(settings).iterdir()) == []  # the kept copy is gone with the job
+    assert list(jobs_dir(settings, db).iterdir()) == []  # the kept copy is gone with the job
     again = submit(source, OPTIONS, engine=engine, db=db, settings=settings, file_name="c.csv")
     assert again.job_id is None and "already screened" in again.message  # nothing queued, nothing stored twice
 
@@ -71,14 +71,14 @@ def test_a_cancelled_job_stops_at_once_keeping_whole_chunks_and_the_same_file_re
     queued = submit(source, OPTIONS, engine=slow, db=db, settings=slow.settings, file_name="big.csv", owner="mo")
     running = wait_until(db, queued.job_id, lambda j: j.rows_done > CHUNK_ROWS and j.rows_per_second)
     assert running.status == "running" and running.seconds_left > 0
-    kept = list(jobs_dir(slow.settings).iterdir())
+    kept = list(jobs_dir(slow.settings, db).iterdir())
     assert len(kept) == 1 and kept[0].stat().st_mode & 0o777 == 0o600  # private to the server while it runs
     assert cancel(queued.job_id, db=db) == "cancelling"
     job = wait_until(db, queued.job_id, lambda j: not j.active, seconds=30)
     rows = stored(db)
     assert job.status == "cancelled" and job.rows_done == len(rows) < 2000  # what is stored, not what was labelled
     assert rows == list(range(1, len(rows) + 1)) and len(rows) % CHUNK_ROWS == 0  # whole chunks, in order
-    assert list(jobs_dir(slow.settings).iterdir()) == []
+    assert list(jobs_dir(slow.settings, db).iterdir()) == []
     with reading(db) as session:
         assert session.get(Batch, queued.batch_id).status == "cancelled"
     assert cancel(queued.job_id, db=db) is None  # it has ended: nothing to cancel
@@ -100,7 +100,7 @@ def test_a_queued_job_cancelled_never_runs(tmp_path, slow, db):
     with reading(db) as session:
         assert session.scalar(select(Batch.rows_done).where(Batch.id == second.batch_id)) == 0
         assert get_job(session, second.job_id).file_path is None
-    assert list(jobs_dir(slow.settings).iterdir()) == []
+    assert list(jobs_dir(slow.settings, db).iterdir()) == []
 
 
 def test_a_job_killed_with_its_process_is_resumed_by_the_next_worker(tmp_path, engine):
@@ -111,7 +111,7 @@ def test_a_job_killed_with_its_process_is_resumed_by_the_next_worker(tmp_path, e
 
     db = make_db(settings.db_url)
     opened = open_batch(source, OPTIONS, model=engine.name, prompt_version=engine.prompt.version, db=db)
-    kept = jobs_dir(settings) / "kept.csv"
+    kept = jobs_dir(settings, db) / "kept.csv"
     shutil.copyfile(source, kept)
     with writing(db) as session:
         job_id = add_job(session, batch_id=opened.batch_id, file_path=str(kept), file_name="big.csv",

@@ -1,8 +1,8 @@
 """Background screening: an uploaded CSV screened by a thread of the process that holds the model (the dashboard's
 server, or `python -m aio_core jobs run`), so the page that started it can be left, reloaded or closed.
 
-- The upload is kept as an owner-only file under `data_dir/jobs/` while the job is queued or running, and deleted
-  when it ends, however it ends; a kept file no job refers to is deleted by the next worker.
+- The upload is kept as an owner-only file under `data_dir/jobs/<store>/` while the job is queued or running, and
+  deleted when it ends, however it ends; a kept file no job refers to is deleted by the next worker.
 - The worker writes progress to the store after a forward pass (at most once a second), which is also where it sees a
   cancel request, so a cancel takes effect within one forward pass. Rows are stored in whole chunks only
   (screening.py), so a cancelled or killed job never leaves half a chunk.
@@ -15,6 +15,7 @@ server, or `python -m aio_core jobs run`), so the page that started it can be le
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -70,8 +71,11 @@ class Submitted:
     message: str  # the already-screened summary, or which job is screening it
 
 
-def jobs_dir(settings: Settings) -> Path:
-    folder = Path(settings.data_dir) / "jobs"
+def jobs_dir(settings: Settings, db: Database) -> Path:
+    """Where this database's jobs keep their uploads: a folder per database, so a worker of one store never touches
+    another store's files in a shared AIO_DATA_DIR."""
+    url = db.url.render_as_string(hide_password=True)
+    folder = Path(settings.data_dir) / "jobs" / hashlib.sha256(url.encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder
 
@@ -93,7 +97,8 @@ def submit(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Data
                                                           f"{running.id}).")
     kept = Path(settings.data_dir) / "jobs" / f"{uuid.uuid4().hex}.csv"
     try:
-        descriptor = os.open(jobs_dir(settings) / kept.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        kept = jobs_dir(settings, db) / kept.name
+        descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as copy, open(path, "rb") as source:
             shutil.copyfileobj(source, copy)
     except OSError as error:
@@ -194,12 +199,13 @@ def _abandoned(worker: str | None, updated_at: datetime) -> bool:
 
 
 def _sweep(settings: Settings, db: Database) -> None:
-    """Delete kept uploads that no queued or running job refers to (left by a process killed mid-way)."""
-    folder = jobs_dir(settings)
+    """Delete kept uploads of this database that no queued or running job refers to (left by a process killed
+    between writing the copy and queueing its job). A copy younger than a minute may be one being queued now."""
+    folder = jobs_dir(settings, db)
     with reading(db) as session:
         kept = set(kept_files(session))
     for file in folder.glob("*.csv"):
-        if str(file) not in kept:
+        if str(file) not in kept and time.time() - file.stat().st_mtime > 60:
             file.unlink(missing_ok=True)
 
 
