@@ -18,9 +18,10 @@ who = page("admin")
 
 st.subheader(t("users"))
 users = read(list_users)
-st.dataframe(pd.DataFrame([{"user": u.username, "name": u.display_name, "role": u.role, "groups": ", ".join(g),
-                            "school e-mail": u.email or "", "person": u.person_handle or "", "disabled": u.disabled}
-                           for u, g in users]),
+st.dataframe(pd.DataFrame([[u.username, u.display_name, t(f"role_{u.role}"), ", ".join(g), u.email or "",
+                            u.person_handle or "", u.disabled] for u, g in users],
+                          columns=[t(k) for k in ("username", "display_name", "role", "groups", "col_email",
+                                                  "col_person", "col_disabled")]),
              hide_index=True, key="users")
 known_groups = read(groups)
 with st.expander(t("add_user")):
@@ -91,7 +92,8 @@ if handle:
 st.subheader(t("audit_log"))
 events = read(read_audit, limit=2000)
 table = [[e.at, e.actor, e.action, e.target or "", e.detail or ""] for e in events]
-st.dataframe(pd.DataFrame(table, columns=["at", "who", "action", "target", "detail"]), hide_index=True, key="audit")
-st.download_button(t("export_audit"), csv_bytes(["at", "who", "action", "target", "detail"], table),
+AUDIT_COLUMNS = ["at", "who", "action", "target", "detail"]  # the download's headers; the table's are translated
+st.dataframe(pd.DataFrame(table, columns=[t(f"audit_{c}") for c in AUDIT_COLUMNS]), hide_index=True, key="audit")
+st.download_button(t("export_audit"), csv_bytes(AUDIT_COLUMNS, table),
                    file_name="audit.csv", mime="text/csv", key="export_audit",
                    on_click=lambda: write(audit, who.username, "export.audit"))
