@@ -27,7 +27,7 @@ from db.reports import overview_report
 
 who = page("overview")
 filters = filter_bar(who, "overview")
-report = read(overview_report, scope=who.scope, filters=filters)
+report = read(overview_report, scope=who.scope, filters=filters, rule_days=rule().days)
 totals = report.totals
 
 columns = st.columns(5)
@@ -78,7 +78,8 @@ if report.first_to_look_at:
     st.caption(t("choose_row"))
     people_table(pd.DataFrame([{
         t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
-        t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts, t("messages_stored"): p.messages,
+        t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts,
+        t("messages_window", days=rule().days): p.messages,
     } for p in report.first_to_look_at]), [p.handle for p in report.first_to_look_at], "look_first",
         column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                             max_value=1)})

@@ -22,6 +22,7 @@ STRINGS: dict[str, dict[str, str]] = {
     # overview
     "messages_stored": {"en": "Messages stored", "zh": "已存消息"},
     "negative_share": {"en": "Negative share", "zh": "负面占比"},
+    "messages_window": {"en": "Messages, last {days} days", "zh": "最近 {days} 天消息数"},
     "open_alerts": {"en": "Open alerts", "zh": "未处理预警"},
     "people": {"en": "People", "zh": "人数"},
     "look_first": {"en": "People to look at first", "zh": "优先关注"},

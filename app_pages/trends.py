@@ -35,7 +35,8 @@ st.subheader(t("ranked", days=rule().days))
 st.caption(t("choose_row"))
 st.dataframe(pd.DataFrame([{t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
                             t("negative_share"): p.negative_share, t("negative"): p.negatives,
-                            t("messages_stored"): p.messages, t("open_alerts"): p.open_alerts} for p in ranked]),
+                            t("messages_window", days=rule().days): p.messages, t("open_alerts"): p.open_alerts}
+                           for p in ranked]),
              hide_index=True, key="ranked", on_select=lambda: choose("ranked", handles), selection_mode="single-row",
              column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                                  max_value=1)})

@@ -314,6 +314,7 @@ def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
     at.switch_page("app_pages/trends.py").run()
     at.multiselect(key="trends_groups").set_value(["Class A"]).run()
     assert list(frame(at, "handle", "negative")["handle"]) == ["ann"]
+    assert list(frame(at, "handle", "negative")["Messages, last 7 days"]) == [6]  # the rule's window, said as such
     assert {b.key for b in at.get("download_button")} == {"export_alerts", "export_person"}  # as filtered, as CSV
 
 
