@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from aio_core.backends import missing_model
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.jobs import cancel, submit
@@ -28,7 +29,11 @@ who = page("screen")
 config = settings()
 model_shown = loaded_model() is not None
 if not model_shown:
-    st.caption(t("model_loads_on_run"))
+    missing = missing_model(config)  # a path that is not there is said now, not after Run is pressed
+    if missing:
+        st.error(t("model_failed", error=missing))
+    else:
+        st.caption(t("model_loads_on_run"))
 else:
     show_model_line(loaded_model())
 upload = st.file_uploader(t("upload", mb=config.upload_mb), type=["csv", "tsv", "txt"], key="upload",

@@ -82,6 +82,7 @@ def test_overview_on_an_empty_store_offers_the_demo_and_fills_it(app_env):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Messages stored"].replace(",", "")) > 100 and int(metrics["Open alerts"]) > 0
+    assert any("Stored a simulated class" in s for s in values(at.success))  # the fill says what it did
     assert any("Demo" in str(v) for v in at.dataframe[0].value.iloc[:, 0])
 
 
@@ -178,7 +179,9 @@ def test_without_a_model_chat_says_why_stores_unlabelled_and_other_pages_work(ap
         message = session.scalars(select(Message)).one()
         assert message.text == "is anyone there?" and message.label is None
     overview = open_page("overview")
-    assert any("no model was available" in w for w in values(overview.warning))
+    assert sum("no model was available" in w for w in values(overview.warning)) == 1  # said once
+    screen = open_page("screen")  # before anything is uploaded or pressed
+    assert any("AIO_MODEL=/models/not-here" in e for e in values(screen.error))
     seed_person(app_env, "sad", "------")
     assert not open_page("trends").exception
 
@@ -330,3 +333,15 @@ def test_the_shipped_server_config_listens_locally_and_wastes_no_cpu_beside_the_
     assert config["server"]["fileWatcherType"] == "none"
     assert config["server"]["address"] == "localhost"
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_rule_is_spelled_out_and_a_one_day_person_still_gets_dated_axes(app_env):
+    with writing(app_env) as session:
+        add_messages(session, [NewMessage(f"oneday {i}", "chat", person="oneday", label="negative", confidence=0.9,
+                                          p_negative=0.9, uncertain=False, created_at=datetime(2026, 4, 1, 9 + i))
+                               for i in range(6)], rule=AlertRule())
+    at = open_page("trends")
+    assert all(len(n.label) > 5 for n in at.number_input), [n.label for n in at.number_input]  # no bare N, K, D, M
+    assert any(c.startswith("Alert when at least 4 of the last 5 messages are negative") for c in values(at.caption))
+    spec = next(e.proto.spec for e in at.get("vega_lite_chart") if "rolling" in e.proto.spec)
+    assert '"format": "%Y-%m-%d"' in spec  # dates on the axis even within one day

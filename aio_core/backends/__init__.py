@@ -10,7 +10,7 @@ from __future__ import annotations
 from aio_core.backends.base import Backend, Prefix, Readout, Scores
 from aio_core.settings import Settings
 
-__all__ = ["Backend", "Prefix", "Readout", "Scores", "load_backend"]
+__all__ = ["Backend", "Prefix", "Readout", "Scores", "load_backend", "missing_model"]
 
 
 def load_backend(settings: Settings) -> Backend:
@@ -22,3 +22,19 @@ def load_backend(settings: Settings) -> Backend:
     from aio_core.backends.inprocess import load_inprocess
 
     return load_inprocess(settings)
+
+
+def missing_model(settings: Settings) -> str | None:
+    """Without loading anything: the sentence saying `AIO_MODEL` names a file or folder that is not there (or not a
+    model), or None. A hub id or a server is only known to work once it is loaded."""
+    from aio_core.backends.server import is_server
+
+    if is_server(settings.model):
+        return None
+    from aio_core.backends.loading import ModelLoadError, _source_of
+
+    try:
+        _source_of(settings.model.strip())
+    except ModelLoadError as error:
+        return str(error)
+    return None
