@@ -19,7 +19,6 @@ from db.models import Batch, Job, utcnow
 
 STATUSES = ("queued", "running", "cancelling", "complete", "failed", "cancelled")
 ACTIVE = ("queued", "running", "cancelling")
-ENDED = ("complete", "failed", "cancelled")
 
 
 def add_job(session: Session, *, batch_id: int, file_path: str, file_name: str, options: str, rows: int,
