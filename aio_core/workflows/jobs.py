@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -95,18 +94,18 @@ def submit(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Data
         if running is not None:
             return Submitted(opened.batch_id, running.id, f"{opened.info.name} is being screened already (job "
                                                           f"{running.id}).")
-    kept = Path(settings.data_dir) / "jobs" / f"{uuid.uuid4().hex}.csv"
+    kept: Path | None = None
     try:
-        kept = jobs_dir(settings, db) / kept.name
+        kept = jobs_dir(settings, db) / f"{uuid.uuid4().hex}.csv"
         descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as copy, open(path, "rb") as source:
             shutil.copyfileobj(source, copy)
     except OSError as error:
-        with contextlib.suppress(OSError):  # what was written of it, if anything
-            kept.unlink(missing_ok=True)
+        if kept is not None:
+            kept.unlink(missing_ok=True)  # what was written of it
         raise UserError(f"Could not keep a copy of {opened.info.name} for screening in the background "
-                        f"({error.strerror}); free some space in {kept.parent} or set AIO_DATA_DIR to a writable "
-                        "folder.") from error
+                        f"({error.strerror}); free some space in {Path(settings.data_dir) / 'jobs'} or set "
+                        "AIO_DATA_DIR to a writable folder.") from error
     try:
         with writing(db) as session:
             job = add_job(session, batch_id=opened.batch_id, file_path=str(kept), file_name=opened.info.name,
@@ -137,8 +136,7 @@ def run_job(job_id: int, *, settings: Settings, db: Database) -> str:
     with reading(db) as session:
         job = get_job(session, job_id)
         path, name, owner = job.file_path, job.file_name, job.owner
-        chosen = json.loads(job.options)
-        options = ScreenOptions(chosen["text"], chosen["person"], chosen["time"])
+        options = ScreenOptions.from_key(job.options)
     last = {"at": 0.0, "started": False}
 
     def progress(done: int, total: int) -> None:

@@ -53,6 +53,12 @@ class ScreenOptions:
         return json.dumps({"text": self.text_column, "person": self.person_column, "time": self.time_column},
                           sort_keys=True)
 
+    @classmethod
+    def from_key(cls, key: str) -> ScreenOptions:
+        """The options a batch or a job was stored with (`key()` read back)."""
+        chosen = json.loads(key)
+        return cls(chosen["text"], chosen["person"], chosen["time"])
+
 
 @dataclass
 class ScreenSummary:
