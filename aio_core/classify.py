@@ -9,7 +9,7 @@ This module builds the prompts and reads the results; the model itself is behind
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,22 +148,30 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Reading:
     """What the model said about each text, before any decision: the zero-shot log-odds of "negative" (calibrated
-    when the prompt calibrates) and, when asked for, hidden states at the answer position."""
+    when the prompt calibrates) and, when asked for, hidden states. Every head (label, risk) reads from one Reading,
+    so one forward pass serves them all."""
 
     log_odds: np.ndarray  # [texts] of any label but the first (sentiment: negative), calibrated if the prompt is
     classes: dict[str, np.ndarray]  # log P(class) per label, [texts] each
     hidden: np.ndarray | None  # [texts, readouts asked for, hidden size]
     langs: list[str]
     truncated: list[bool]
+    readouts: tuple[Readout, ...] = ()
+
+    def state(self, readout: Readout) -> np.ndarray:
+        """The hidden state read at `readout`, [texts, hidden size]."""
+        if self.hidden is None or readout not in self.readouts:
+            raise ValueError(f"this reading holds no hidden state at {readout}")
+        return self.hidden[:, self.readouts.index(readout)]
 
 
-def read(texts: Sequence[str], *, engine: Engine, readouts: Mapping[str, Sequence[Readout]] | Sequence[Readout] = (),
-         batch_size: int | None = None, use_prefix_cache: bool = True,
-         progress: Callable[[int], None] | None = None, prompt: PromptVersion | None = None) -> Reading:
+def read(texts: Sequence[str], *, engine: Engine, readouts: Sequence[Readout] = (), batch_size: int | None = None,
+         use_prefix_cache: bool = True, progress: Callable[[int], None] | None = None,
+         prompt: PromptVersion | None = None) -> Reading:
     """One forward pass per batch: texts of one prompt language together, similar lengths in one batch. `readouts`:
-    the hidden states to read, for every language or per language. `prompt`: another prompt than the engine's
-    sentiment prompt (the risk reviewer's)."""
+    the hidden states to read (the same for every text). `prompt`: another prompt than the engine's."""
     prompt = prompt or engine.prompt
+    readouts = tuple(dict.fromkeys(readouts))
     batch_size = batch_size or engine.settings.batch_size
     log_odds = np.zeros(len(texts))
     classes = {label: np.zeros(len(texts)) for label in prompt.label_words}
@@ -181,9 +189,8 @@ def read(texts: Sequence[str], *, engine: Engine, readouts: Mapping[str, Sequenc
         order = sorted(indices, key=lambda i: len(bodies[i][0]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            wanted = readouts.get(lang, ()) if isinstance(readouts, Mapping) else readouts
             scores = engine.backend.score(prepared.prefix, [bodies[i][0] for i in chunk], prepared.scored_ids,
-                                          readouts=wanted, text_tail=len(prepared.suffix_ids),
+                                          readouts=readouts, text_tail=len(prepared.suffix_ids),
                                           use_prefix_cache=use_prefix_cache)
             log_odds[chunk] = log_odds_negative(scores.logprobs, prepared.label_ids, scores.floor) - prepared.bias
             for label, values in class_scores(scores.logprobs, prepared.label_ids, scores.floor).items():
@@ -197,24 +204,26 @@ def read(texts: Sequence[str], *, engine: Engine, readouts: Mapping[str, Sequenc
             done += len(chunk)
             if progress:
                 progress(done)
-    return Reading(log_odds=log_odds, classes=classes, hidden=hidden, langs=langs, truncated=truncated)
+    return Reading(log_odds=log_odds, classes=classes, hidden=hidden, langs=langs, truncated=truncated,
+                   readouts=readouts if hidden is not None else ())
 
 
-def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = None,
-             use_prefix_cache: bool = True, progress: Callable[[int], None] | None = None) -> list[Sentiment]:
-    """One Sentiment per text, in order: the engine's learned head where it has one for the text's language (read
-    from the same forward pass), else the zero-shot readout. `progress` gets the number of texts finished."""
+def sentiment_readouts(engine: Engine) -> tuple[Readout, ...]:
+    """The hidden states the engine's label head reads (none for the zero-shot readout)."""
+    return tuple(part.readout for part in engine.head.parts.values()) if engine.head else ()
+
+
+def sentiments_from(reading: Reading, engine: Engine) -> list[Sentiment]:
+    """One Sentiment per text of `reading`: the engine's learned head where it has one for the text's language,
+    else the zero-shot readout."""
     head = engine.head
-    readouts = {lang: (part.readout,) for lang, part in head.parts.items()} if head else {}
-    reading = read(texts, engine=engine, readouts=readouts, batch_size=batch_size,
-                   use_prefix_cache=use_prefix_cache, progress=progress)
     log_odds = reading.log_odds.copy()
     langs = np.array(reading.langs)
-    used = np.zeros(len(texts), dtype=bool)
+    used = np.zeros(len(langs), dtype=bool)
     for lang, part in (head.parts.items() if head else ()):
         rows = langs == lang
         if rows.any():
-            log_odds[rows] = part.log_odds(reading.hidden[rows, 0], reading.log_odds[rows])
+            log_odds[rows] = part.log_odds(reading.state(part.readout)[rows], reading.log_odds[rows])
             used |= rows
     threshold = engine.settings.uncertain_below
     results = []
@@ -225,3 +234,12 @@ def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = N
                                  prompt_version=engine.prompt.version, lang=reading.langs[i],
                                  truncated=reading.truncated[i], head_id=head.head_id if used[i] else None))
     return results
+
+
+def classify(texts: Sequence[str], *, engine: Engine, batch_size: int | None = None,
+             use_prefix_cache: bool = True, progress: Callable[[int], None] | None = None) -> list[Sentiment]:
+    """One Sentiment per text, in order (sentiment only; `aio_core.assessment.assess` reads risk from the same
+    pass). `progress` gets the number of texts finished."""
+    reading = read(texts, engine=engine, readouts=sentiment_readouts(engine), batch_size=batch_size,
+                   use_prefix_cache=use_prefix_cache, progress=progress)
+    return sentiments_from(reading, engine)

@@ -100,7 +100,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
             break
         turn = start_turn(text, person=args.person, engine=engine, db=db, rule=_rule(settings), options=options)
         risk = (f" RISK {turn.risk.level} ({turn.risk.category}): an alert is open; this is the reviewed safe reply"
-                if turn.risk and turn.risk.risky else "")
+                if turn.reply_kind == "safe" else "")
         print(turn.sentiment.seed_line, f"({turn.sentiment.badge('en')}){risk}", flush=True)
         print("assistant> ", end="", flush=True)
         for piece in turn.reply:
@@ -238,11 +238,39 @@ def _study(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("risk-study")
+def _risk_study(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.measure.risk_study import format_risk_study, read_ordinary, risk_study
+    from aio_core.risk_fit import read_risk_rows, shipped_files
+
+    rows = read_risk_rows(args.file or shipped_files())
+    ordinary = read_ordinary(args.ordinary or [])
+    engine = _engine(settings)
+    bars: dict[str, object] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = _progress(total, stage)
+        bars[stage].update(done - bars[stage].n)
+
+    report = risk_study(rows, engine=engine, ordinary=ordinary, cache=settings.cache_dir, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    print(format_risk_study(report))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
 @command("fit-head")
 def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
+    if args.risk:
+        return _fit_risk_head(args, settings)
     from aio_core.measure.domains import read_labelled
     from aio_core.workflows.learning import fit_label_head
 
+    if not args.file:
+        raise UserError("Give the labelled CSVs to fit the label head on: python -m aio_core fit-head DATA.csv...")
     total = len(read_labelled(args.file))
     engine = _engine(settings)
     with _progress(total, "reading") as bar:
@@ -255,6 +283,27 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {lang}: reads {meta['readouts'][lang]}; leave-one-domain-out mean {result['mean']:.3f}, worst "
               f"{result['worst']:.3f} ({result['worst_domain']})")
     print("New labels use it from the next start; `rescore` labels stored messages again.")
+    if args.json:
+        print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
+    return 0
+
+
+def _fit_risk_head(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.risk_fit import read_risk_rows, shipped_files
+    from aio_core.workflows.learning import fit_risk_head_from
+
+    total = len(read_risk_rows(args.file or shipped_files()))  # checks the files before the model loads
+    engine = _engine(settings)
+    with _progress(total, "reading") as bar:
+        head, path = fit_risk_head_from(args.file, engine=engine, db=_db(settings) if args.with_corrections else None,
+                                        progress=lambda done: bar.update(done - bar.n))
+    meta = head.meta
+    print(f"fitted risk head {head.head_id} on {meta['rows']} rows from {len(meta['sources'])} sources "
+          f"+ {meta['reviews']} review(s); saved to {path}")
+    for lang in sorted(head.concern_at):
+        print(f"  {lang}: concern at log-odds {head.concern_at[lang]:.2f}, urgent at {head.urgent_at[lang]:.2f} "
+              f"(false-alarm budgets {meta['budgets']})")
+    print("New messages are read with it from the next start (AIO_RISK=auto).")
     if args.json:
         print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
     return 0
@@ -481,10 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrections", default="0,10,20,50",
                    help="corrections from the held-out domain to add to the head (comma list)")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p = add("fit-head", "fit the label head for these weights and prompt on labelled CSVs (and corrections)")
-    p.add_argument("file", nargs="+")
+    p = add("risk-study", "risk read leave-one-source-out: phrase lists, the risk head and both, per language and "
+                          "category, with false alarms on look-alikes and ordinary text")
+    p.add_argument("file", nargs="*", default=[], help="risk CSVs (text,risk,...,source); none = the shipped risk set")
+    p.add_argument("--ordinary", nargs="+", default=None, metavar="CSV",
+                   help="files of ordinary non-risk texts never fitted on (e.g. the multi-domain sentiment file)")
+    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p = add("fit-head", "fit the label head (or, with --risk, the risk head) for these weights and prompt on "
+                        "labelled CSVs (and corrections)")
+    p.add_argument("file", nargs="*", default=[], help="labelled CSVs; with --risk, none = the shipped risk set")
+    p.add_argument("--risk", action="store_true", default=False,
+                   help="fit the risk head on risk CSVs (text,risk[,risk_category][,lang][,kind][,source])")
     p.add_argument("--with-corrections", action="store_true", default=False,
-                   help="add the corrections stored in the database, weighted above file rows")
+                   help="add the corrections (with --risk: the risk reviews) stored in the database, weighted above "
+                        "file rows")
     p.add_argument("--json", action="store_true", default=False)
     p = add("correct", "correct a stored message's label (or undo a correction); alerts follow at once")
     p.add_argument("id", type=int, help="message id (with --undo: correction id)")

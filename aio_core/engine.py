@@ -18,6 +18,7 @@ from aio_core.errors import UserError
 from aio_core.heads import Head, find_head
 from aio_core.profiles import ModelProfile
 from aio_core.prompts import PromptVersion, get_prompt
+from aio_core.risk_head import RiskHead, find_risk_head
 from aio_core.settings import Settings
 from aio_core.templating import Tokenizer
 
@@ -29,6 +30,8 @@ class Engine:
     prompt: PromptVersion
     head: Head | None = None  # the learned label head for these weights and this prompt, when there is one
     head_note: str = ""  # why no head is used, in one sentence
+    risk_head: RiskHead | None = None  # the learned risk head for these weights and this prompt's pass
+    risk_note: str = ""  # why no risk head is used, in one sentence
     # Per (prompt version, language): the prepared classifier prompt, filled on first use (see classify.py).
     prepared: dict[tuple[str, str], object] = field(default_factory=dict)
     preparing: threading.Lock = field(default_factory=threading.Lock)
@@ -65,9 +68,22 @@ class Engine:
         return f"zero-shot readout of prompt {self.prompt.version}" + (f" ({self.head_note})" if self.head_note
                                                                        else "")
 
+    @property
+    def risk_reader(self) -> str:
+        """How risk is read, for status lines."""
+        if self.settings.risk == "off":
+            return "risk not assessed (AIO_RISK=off)"
+        if self.risk_head:
+            return f"risk head {self.risk_head.head_id} + phrase floor"
+        return "risk phrase list only" + (f" ({self.risk_note})" if self.risk_note else "")
+
     def with_head(self, head: Head | None) -> Engine:
         """The same loaded model with another head (or none); prepared prompts are shared."""
         return dataclasses.replace(self, head=head, head_note="" if head else "no head")
+
+    def with_risk_head(self, head: RiskHead | None) -> Engine:
+        """The same loaded model with another risk head (or none)."""
+        return dataclasses.replace(self, risk_head=head, risk_note="" if head else "no risk head")
 
 
 def pick_head(backend: Backend, settings: Settings, prompt: PromptVersion) -> tuple[Head | None, str]:
@@ -82,12 +98,26 @@ def pick_head(backend: Backend, settings: Settings, prompt: PromptVersion) -> tu
     return head, ""
 
 
+def pick_risk_head(backend: Backend, settings: Settings, prompt: PromptVersion) -> tuple[RiskHead | None, str]:
+    """The risk head fitted on exactly these weights and this prompt's pass, if any, and otherwise why none."""
+    if settings.risk != "auto":
+        return None, f"AIO_RISK={settings.risk}"
+    if not backend.reads_hidden_states:
+        return None, "this backend gives no hidden states, so only the phrase list reads risk"
+    head = find_risk_head(settings.heads_dir, backend.fingerprint, prompt.version)
+    if head is None:
+        return None, "no risk head fitted for these weights and prompt; see fit-head --risk"
+    return head, ""
+
+
 def load_engine(settings: Settings) -> Engine:
     """A new engine (loads the model). Most callers want `get_engine`, which loads once per process."""
     prompt = get_prompt(settings.prompt_version)
     backend = load_backend(settings)
     head, note = pick_head(backend, settings, prompt)
-    return Engine(backend=backend, settings=settings, prompt=prompt, head=head, head_note=note)
+    risk_head, risk_note = pick_risk_head(backend, settings, prompt)
+    return Engine(backend=backend, settings=settings, prompt=prompt, head=head, head_note=note,
+                  risk_head=risk_head, risk_note=risk_note)
 
 
 _ENGINES: dict[Settings, Engine | UserError] = {}

@@ -1,53 +1,46 @@
 """Risk: is someone in danger? A signal of its own, apart from sentiment.
 
 Negativity is not risk ("this exam was awful") and risk is not always negative in tone ("I finally know how I'll
-end it, I feel calm"). Two readers:
+end it, I feel calm"). Two readers, and a message takes the more severe of the two:
 
-- a phrase list (`aio_core/data/risk_phrases.json`, or the file `AIO_RISK_PHRASES` names): unambiguous statements
-  such as "I want to kill myself" or 不想活了 decide at once, with idioms ("die laughing", 笑死) excepted. This is
-  the default (`AIO_RISK=phrases`).
-- the model's risk readout (`AIO_RISK=auto`): one forward pass with the risk reviewer's prompt (the same loaded
-  model and prefix cache, label tokens read at the answer position like sentiment). On the eval model it ranks our
-  hard non-risk texts ("this exam is killing me", news, lyrics) as high as real risk (AUC 0.48, README "Risk"), so
-  it may only ever raise `concern`, never `urgent`, and only above `CONCERN_AT_LOG_ODDS`, the 90th percentile of
-  ordinary complaints. It is off by default until a model reads risk better than chance.
+- the learned risk head (`risk_head.py`, `AIO_RISK=auto`, the default when a head is fitted for these weights): it
+  reads the hidden state of the sentiment pass, so indirect phrasing ("I gave my guitar to my cousin, I won't be
+  needing it") is caught with no second forward pass. Its thresholds are chosen per level by a false-alarm budget.
+- a phrase list (`aio_core/data/risk_phrases.json`, or the file `AIO_RISK_PHRASES` names), the floor for explicit
+  statements ("I want to kill myself", 不想活了), matched on the text and on its de-evaded forms (`evasion.py`:
+  `k1ll mys3lf`, spaced letters, zero-width and look-alike characters), with idioms ("die laughing", 笑死) excepted.
 
-The model reads only texts that are not clearly positive (`READ_BELOW_P_POSITIVE`), which keeps the bulk path's
-cost down. `AIO_RISK=off` assesses nothing (every message stays unassessed, never "none").
+`AIO_RISK=phrases` uses the floor alone, `off` assesses nothing (every message stays unassessed, never "none"). A
+backend without hidden states (a model server) keeps the floor and says so. Every assessment records the phrase
+list's version and the head's id, so any alert can be reproduced.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
-from aio_core.classify import Sentiment, read, sigmoid
+from aio_core.classify import Reading, read
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from aio_core.prompts import RISK_PROMPT
+from aio_core.evasion import plain_forms
+from aio_core.risk_head import CATEGORIES
 
 BUILT_IN = Path(__file__).resolve().parent / "data" / "risk_phrases.json"
 LEVELS = ("none", "concern", "urgent")
-CATEGORIES = ("self-harm", "harm-to-others", "abuse", "bullying")
-# log P(any risk) - log P(safe) above which the model's readout marks "concern": the 90th percentile of 300 negative
-# product reviews from the multi-domain file (eval model, risk-1 prompt; README "Risk").
-CONCERN_AT_LOG_ODDS = 7.65
-READ_BELOW_P_POSITIVE = 0.9  # texts whose sentiment is at least this surely positive are not read by the model
 
 
 @dataclass(frozen=True)
 class Risk:
     level: str  # none | concern | urgent
     category: str | None  # self-harm | harm-to-others | abuse | bullying; None when level is none
-    score: float  # the model's P(any risk), 1.0 for a phrase match, 0.0 when the model did not read the text
-    version: str  # which phrase list and risk prompt decided, e.g. "phrases-1+risk-1"
+    score: float  # the head's P(any risk); 1.0 for a phrase match when no head read the text, 0.0 for none
+    version: str  # the phrase list's version, e.g. "phrases-3"
+    head_id: str | None = None  # the risk head that read the text, None = the phrase list alone
     matched: str | None = None  # the words of the text that matched a phrase
 
     @property
@@ -57,7 +50,7 @@ class Risk:
     def fields(self) -> dict[str, object]:
         """The stored columns (`NewMessage` keywords)."""
         return {"risk": self.level, "risk_category": self.category, "risk_score": round(self.score, 4),
-                "risk_version": self.version}
+                "risk_version": self.version, "risk_head_id": self.head_id}
 
 
 class RiskPhrasesError(UserError):
@@ -78,18 +71,19 @@ class PhraseList:
     exceptions: tuple[re.Pattern[str], ...]
 
     def match(self, text: str) -> tuple[PhraseRule, str] | None:
-        """The most severe rule that matches a span no exception covers, with the words it matched."""
-        text = unicodedata.normalize("NFKC", text)
-        spans = [m.span() for e in self.exceptions for m in e.finditer(text)]
+        """The most severe rule that matches a span no exception covers, in the text as typed or in a de-evaded
+        form of it (`evasion.plain_forms`), with the words it matched."""
         best: tuple[PhraseRule, str] | None = None
-        for rule in self.rules:
-            for found in rule.pattern.finditer(text):
-                start, end = found.span()
-                if any(s < end and start < e for s, e in spans):
-                    continue
-                if best is None or LEVELS.index(rule.level) > LEVELS.index(best[0].level):
-                    best = (rule, found.group(0))
-                break
+        for form in plain_forms(text):
+            spans = [m.span() for e in self.exceptions for m in e.finditer(form)]
+            for rule in self.rules:
+                for found in rule.pattern.finditer(form):
+                    start, end = found.span()
+                    if any(s < end and start < e for s, e in spans):
+                        continue
+                    if best is None or LEVELS.index(rule.level) > LEVELS.index(best[0].level):
+                        best = (rule, found.group(0))
+                    break
         return best
 
 
@@ -116,45 +110,29 @@ def load_phrases(path: str = "") -> PhraseList:
 
 
 def risk_version(engine: Engine) -> str:
-    phrases = load_phrases(engine.settings.risk_phrases).version
-    return phrases if engine.settings.risk == "phrases" else f"{phrases}+{RISK_PROMPT.version}"
+    return load_phrases(engine.settings.risk_phrases).version
 
 
-def model_risk(texts: Sequence[str], *, engine: Engine) -> tuple[np.ndarray, list[str]]:
-    """The model's log-odds of any risk against safe, and its most likely category, per text."""
-    if not texts:
-        return np.zeros(0), []
-    reading = read(texts, engine=engine, prompt=RISK_PROMPT)
-    names = [c for c in reading.classes if c != "none"]
-    best = np.argmax(np.stack([reading.classes[c] for c in names]), axis=0)
-    return reading.log_odds, [names[i] for i in best]
-
-
-def assess_risk(texts: Sequence[str], *, engine: Engine,
-                sentiments: Sequence[Sentiment] | None = None) -> list[Risk | None]:
-    """One Risk per text (None for every text when `AIO_RISK=off`). `sentiments`, when given, lets clearly positive
-    texts skip the model's readout."""
-    mode = engine.settings.risk
-    if mode == "off":
+def assess_risk(texts: Sequence[str], *, engine: Engine, reading: Reading | None = None) -> list[Risk | None]:
+    """One Risk per text (None for every text when `AIO_RISK=off`): the phrase floor, and the engine's risk head on
+    `reading` (the texts' sentiment pass, `assessment.assess`; read here when not given) when it has one."""
+    if engine.settings.risk == "off":
         return [None] * len(texts)
     phrases = load_phrases(engine.settings.risk_phrases)
-    version = risk_version(engine)
-    matches = [phrases.match(t) for t in texts]
-    log_odds = np.full(len(texts), -np.inf)
-    categories: list[str | None] = [None] * len(texts)
-    if mode == "auto":
-        wanted = [i for i, m in enumerate(matches) if m is None
-                  and (sentiments is None or 1.0 - sentiments[i].p_negative < READ_BELOW_P_POSITIVE)]
-        found, named = model_risk([texts[i] for i in wanted], engine=engine)
-        for i, value, category in zip(wanted, found.tolist(), named, strict=True):
-            log_odds[i], categories[i] = value, category
-    scores = sigmoid(log_odds)
+    head = engine.risk_head
+    if head is not None and reading is None:
+        reading = read(texts, engine=engine, readouts=(head.readout,))
+    readings = (head.read(reading.state(head.readout), reading.log_odds, reading.langs) if head is not None
+                else None)
     results: list[Risk | None] = []
-    for i, match in enumerate(matches):
-        if match is not None:
-            rule, words = match
-            results.append(Risk(rule.level, rule.category, 1.0, version, words))
-            continue
-        level = "concern" if log_odds[i] >= CONCERN_AT_LOG_ODDS else "none"
-        results.append(Risk(level, categories[i] if level != "none" else None, float(scores[i]), version))
+    for i, text in enumerate(texts):
+        match = phrases.match(text)
+        found = readings[i] if readings else None
+        level, category, words = "none", None, None
+        if found is not None:
+            level, category = found.level, found.category
+        if match is not None and LEVELS.index(match[0].level) >= LEVELS.index(level):
+            level, category, words = match[0].level, match[0].category, match[1]
+        score = found.p_risk if found is not None else (1.0 if match is not None else 0.0)
+        results.append(Risk(level, category, score, phrases.version, head.head_id if found else None, words))
     return results

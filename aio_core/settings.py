@@ -40,7 +40,7 @@ class Settings:
     data_dir: str = str(DATA_DIR)  # heads/, the study's cache/, and jobs/ (uploads of running screenings)
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
     head: str = "auto"  # auto = use the label head fitted on these weights and this prompt, if there is one | off
-    risk: str = "phrases"  # phrases = the phrase list | auto = + the model's readout (concern only) | off
+    risk: str = "auto"  # auto = the risk head fitted on these weights (if any) + the phrase floor | phrases | off
     risk_phrases: str = ""  # a JSON phrase list in the shape of aio_core/data/risk_phrases.json; "" = built in
     helpline: str = ""  # help-line sentence in the chat's safe message; "" = the built-in generic one
     safe_messages: str = ""  # a JSON file in the shape of aio_core/data/safe_messages.json; "" = built in

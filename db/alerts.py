@@ -8,8 +8,10 @@ long their histories are: the write transaction that stores a chunk holds the lo
 evidence goes away (a correction, a re-score) an alert nobody has acted on yet is withdrawn (resolved by "rule"),
 and comes back if the evidence does.
 
-Risk: a message assessed concern or urgent opens a risk alert immediately, with no rule window; while it is open,
-further risk messages from the same person are added to it (and raise it to urgent when one is urgent).
+Risk: a message whose effective risk is concern or urgent opens a risk alert of its own immediately, with no rule
+window: a second risk message from the same person (of another category, or not) is its own alert, seen on its own.
+A person's review of a message's risk takes effect at once: "not a risk" resolves its alert, "this is a risk" opens
+(or reopens) one at the level and category they gave (`follow_risk_review`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from sqlalchemy import ColumnElement, DateTime, Integer, and_, case, func, liter
 from sqlalchemy.orm import Session, joinedload
 
 from db.errors import StoreError
-from db.labels import effective_label, is_negative
+from db.labels import RISKY, effective_label, is_negative
 from db.models import Alert, AlertEvent, Message, Person, utcnow
 from db.rules import AlertRule, Finding
 
 STATUSES = ("open", "acknowledged", "resolved")
 ACTIVE = ("open", "acknowledged")  # an "open alert" is one not resolved yet, whether or not someone acknowledged it
 RULE = "rule"  # the actor of changes the product makes itself
-SEVERITY_ORDER = {"urgent": 0, "concern": 1}
 
 
 def open_alert() -> ColumnElement[bool]:
@@ -181,37 +182,57 @@ def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule)
 
 
 def raise_risk_alerts(session: Session, messages: Sequence[Message]) -> list[Alert]:
-    """Open (or add to) a risk alert for every message assessed concern or urgent: at once, no rule window."""
-    risky = [m for m in messages if m.risk in ("concern", "urgent") and m.person_id is not None]
+    """Open a risk alert for every risk message that has none yet: at once, no rule window, one alert per message."""
+    risky = [m for m in messages if m.effective_risk in RISKY and m.person_id is not None]
     if not risky:
         return []
-    ids = sorted({m.person_id for m in risky})
-    _lock_people(session, ids)
-    active = {a.person_id: a for a in session.scalars(
-        select(Alert).where(Alert.person_id.in_(ids), Alert.kind == "risk", open_alert()).order_by(Alert.id))}
-    touched = []
+    _lock_people(session, sorted({m.person_id for m in risky}))
+    raised = set(session.scalars(select(Alert.message_id).where(Alert.kind == "risk",
+                                                                Alert.message_id.in_([m.id for m in risky]))))
+    opened = []
     for message in sorted(risky, key=lambda m: m.id):
-        alert = active.get(message.person_id)
-        note = f"{message.risk} ({message.risk_category or 'unspecified'}), message {message.id}"
+        if message.id not in raised:
+            opened.append(_open_risk_alert(session, message, by=RULE, note=_risk_note(message)))
+    return opened
+
+
+def _risk_note(message: Message) -> str:
+    return f"{message.effective_risk} ({message.effective_risk_category or 'unspecified'}), message {message.id}"
+
+
+def _open_risk_alert(session: Session, message: Message, *, by: str, note: str) -> Alert:
+    alert = Alert(person_id=message.person_id, kind="risk", status="open", rule="risk message",
+                  window_start=message.created_at, window_end=message.created_at, negatives=0, total=1,
+                  negative_share=0.0, updated_by=by, severity=message.effective_risk,
+                  category=message.effective_risk_category, message_id=message.id, last_message_id=message.id)
+    session.add(alert)
+    alert.events.append(AlertEvent(from_status=None, to_status="open", by=by, note=note))
+    return alert
+
+
+def follow_risk_review(session: Session, message: Message, *, by: str, note: str = "") -> Alert | None:
+    """Make the message's risk alert follow its effective risk after a person's review (or its undoing): open,
+    reopen or re-grade it for a risk, resolve it for "not a risk". Returns the alert, if the message has one."""
+    if message.person_id is None:
+        return None
+    _lock_people(session, [message.person_id])
+    alert = session.scalar(select(Alert).where(Alert.kind == "risk", Alert.message_id == message.id)
+                           .order_by(Alert.id.desc()))
+    said = f"reviewed by {by}: " + (f"{message.effective_risk} ({message.effective_risk_category or 'unspecified'})"
+                                    if message.effective_risk in RISKY else "not a risk")
+    said += f" - {note.strip()}" if note.strip() else ""
+    if message.effective_risk in RISKY:
         if alert is None:
-            alert = Alert(person_id=message.person_id, kind="risk", status="open", rule="risk message",
-                          window_start=message.created_at, window_end=message.created_at, negatives=0, total=0,
-                          negative_share=0.0, updated_by=RULE, severity=message.risk,
-                          category=message.risk_category, message_id=message.id)
-            session.add(alert)
-            alert.events.append(AlertEvent(from_status=None, to_status="open", by=RULE, note=note))
-            active[message.person_id] = alert
-        else:
-            alert.events.append(AlertEvent(from_status=alert.status, to_status=alert.status, by=RULE,
-                                           note=f"another risk message: {note}"))
-            if SEVERITY_ORDER[message.risk] < SEVERITY_ORDER.get(alert.severity, 9):
-                alert.severity, alert.category, alert.message_id = message.risk, message.risk_category, message.id
-            alert.window_end = max(alert.window_end, message.created_at)
-        alert.total += 1
-        alert.last_message_id = max(alert.last_message_id or 0, message.id)
+            return _open_risk_alert(session, message, by=by, note=said)
+        if alert.status == "resolved":
+            _move(alert, "open", by=by, note=said)
+        elif (alert.severity, alert.category) != (message.effective_risk, message.effective_risk_category):
+            alert.events.append(AlertEvent(from_status=alert.status, to_status=alert.status, by=by, note=said))
+        alert.severity, alert.category = message.effective_risk, message.effective_risk_category
         alert.updated_at = utcnow()
-        touched.append(alert)
-    return touched
+    elif alert is not None and alert.status in ACTIVE:
+        _move(alert, "resolved", by=by, note=said)
+    return alert
 
 
 def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None,

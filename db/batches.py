@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope
 from db.alerts import open_alert
-from db.labels import effective_label, flagged, negatives, risky_count
+from db.labels import effective_label, effective_risk, effective_risk_category, flagged, negatives, risky_count
 from db.models import Alert, Batch, Message, Person, utcnow
 
 
@@ -136,11 +136,11 @@ def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *
     flag = flagged(view.threshold)
     order = {"row": (Message.row_index,),
              "negative": (_negativity().desc(), Message.row_index),
-             "risk": (case((Message.risk == "urgent", 0), (Message.risk == "concern", 1), else_=2),
+             "risk": (case((effective_risk() == "urgent", 0), (effective_risk() == "concern", 1), else_=2),
                       _negativity().desc(), Message.row_index)}[view.order]
     query = (select(Message.id, Message.row_index, Person.handle, Message.text, effective_label(), Message.label,
-                    Message.human_label, Message.confidence, Message.uncertain, Message.risk, Message.risk_category,
-                    flag, Message.cells)
+                    Message.human_label, Message.confidence, Message.uncertain, effective_risk(),
+                    effective_risk_category(), flag, Message.cells)
              .outerjoin(Person, Person.id == Message.person_id)
              .where(Message.batch_id == batch_id, flag if view.flagged_only else true())
              .order_by(*order).execution_options(yield_per=2000))

@@ -1,9 +1,11 @@
-"""People correcting labels, and the model re-labelling what it labelled before: both kept, nothing overwritten.
+"""People correcting labels and reviewing risk, and the model re-labelling what it labelled before: all kept,
+nothing overwritten.
 
 A correction is stored beside the model's label (who, when, from what, to what, on which message); from then on the
 effective label everywhere is the human one (`db.labels`). Undoing it restores the label before it, and both the
 correction and its undoing stay in the history. A re-score replaces a message's model label with a new one and keeps
-the old one as a `LabelVersion`, under the `Rescore` that says what changed.
+the old one as a `LabelVersion`, under the `Rescore` that says what changed. A risk review works like a correction:
+"not a risk" or "a risk (level, category)", beside the assessment, its alert following at once.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, messages_clause
-from db.alerts import refresh_alerts
+from db.alerts import follow_risk_review, refresh_alerts
 from db.errors import StoreError
-from db.models import Correction, LabelVersion, Message, Person, Rescore, utcnow
+from db.models import Correction, LabelVersion, Message, Person, Rescore, RiskCorrection, utcnow
 from db.rules import AlertRule
 
 LABELS = ("positive", "negative")
@@ -129,3 +131,71 @@ def apply_rescore(session: Session, labels: dict[int, dict[str, object]], *, sco
     session.flush()
     refresh_alerts(session, {m.person_id for m in messages}, rule)
     return rescore
+
+
+# ---- risk reviews --------------------------------------------------------------------------------------------------
+
+RISK_LEVELS = ("none", "concern", "urgent")
+
+
+def review_risk(session: Session, message_id: int, level: str, category: str | None, *, by: str, note: str = "",
+                scope: Scope = EVERYTHING) -> RiskCorrection:
+    """Store a person's review of a message's risk ("none" = not a risk); its alert follows at once."""
+    if level not in RISK_LEVELS:
+        raise StoreError(f"A risk level is none, concern or urgent, not {level!r}.")
+    if (level == "none") != (category is None):
+        raise StoreError("A risk needs its category (self-harm, harm-to-others, abuse or bullying); "
+                         "\"not a risk\" has none.")
+    if not by.strip():
+        raise StoreError("Say who is reviewing this message, so the history shows it.")
+    message = _message(session, message_id, scope)
+    review = RiskCorrection(message_id=message.id, from_level=message.effective_risk,
+                            from_category=message.effective_risk_category, to_level=level, to_category=category,
+                            by=by.strip(), note=note.strip() or None)
+    session.add(review)
+    message.human_risk, message.human_risk_category = level, category
+    session.flush()
+    follow_risk_review(session, message, by=by.strip(), note=note)
+    return review
+
+
+def undo_risk_review(session: Session, review_id: int, *, by: str, scope: Scope = EVERYTHING) -> RiskCorrection:
+    """Undo a risk review: the message's risk goes back to the review before it, or to the assessment's."""
+    review = session.get(RiskCorrection, review_id)
+    if review is None or review.undone_at is not None:
+        raise StoreError(f"Risk review {review_id} does not exist or was undone already.")
+    message = _message(session, review.message_id, scope)
+    review.undone_at, review.undone_by = utcnow(), by.strip() or "unknown"
+    standing = session.scalar(select(RiskCorrection).where(RiskCorrection.message_id == message.id,
+                                                           RiskCorrection.undone_at.is_(None))
+                              .order_by(RiskCorrection.id.desc()))
+    message.human_risk = standing.to_level if standing else None
+    message.human_risk_category = standing.to_category if standing else None
+    session.flush()
+    follow_risk_review(session, message, by=by.strip() or "unknown", note=f"review {review_id} undone")
+    return review
+
+
+@dataclass(frozen=True)
+class RiskTaught:
+    """A risk review in force, as a training example for the risk head."""
+
+    message_id: int
+    text: str
+    level: str
+    category: str | None
+
+
+def risk_reviews_in_force(session: Session) -> list[RiskTaught]:
+    """Every message whose risk a person reviewed (and did not undo), with the level and category they gave."""
+    rows = session.execute(
+        select(Message.id, Message.text, Message.human_risk, Message.human_risk_category)
+        .where(Message.human_risk.is_not(None),
+               Message.id.in_(select(RiskCorrection.message_id).where(RiskCorrection.undone_at.is_(None))))
+        .order_by(Message.id))
+    return [RiskTaught(message_id=r[0], text=r[1], level=r[2], category=r[3]) for r in rows]
+
+
+def list_risk_reviews(session: Session, scope: Scope = EVERYTHING, limit: int = 500) -> list[RiskCorrection]:
+    return list(session.scalars(select(RiskCorrection).join(Message, Message.id == RiskCorrection.message_id)
+                                .where(messages_clause(scope)).order_by(RiskCorrection.id.desc()).limit(limit)))

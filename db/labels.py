@@ -2,7 +2,8 @@
 
 - The effective label: a person's correction when there is one, else the model's label. The model's label is kept.
 - Negative: the effective label is negative.
-- A risk message: the risk assessment says concern or urgent (negativity is not risk, and risk is not negativity).
+- The effective risk: a person's review when there is one ("not a risk" included), else the assessment's.
+- A risk message: the effective risk is concern or urgent (negativity is not risk, and risk is not negativity).
 - Flagged: a risk message, or negative and confident (corrected to negative by a person, or the model's negative
   not marked uncertain, or at least as confident as a reviewer's chosen threshold).
 """
@@ -29,8 +30,16 @@ def negatives() -> ColumnElement[int]:
     return func.sum(case((is_negative(), 1), else_=0))
 
 
+def effective_risk() -> ColumnElement[str | None]:
+    return Message.effective_risk  # defined on the model, for loaded messages and queries alike
+
+
+def effective_risk_category() -> ColumnElement[str | None]:
+    return Message.effective_risk_category
+
+
 def is_risky() -> ColumnElement[bool]:
-    return Message.risk.in_(RISKY)
+    return effective_risk().in_(RISKY)
 
 
 def risky_count() -> ColumnElement[int]:

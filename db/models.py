@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
     func,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -100,8 +101,11 @@ class Message(Base):
     human_label: Mapped[str | None] = mapped_column(String(10))  # a person's correction, when there is one
     risk: Mapped[str | None] = mapped_column(String(10))  # none | concern | urgent; None = not assessed
     risk_category: Mapped[str | None] = mapped_column(String(30))
-    risk_score: Mapped[float | None] = mapped_column(Float)  # the model's probability of a risk message
-    risk_version: Mapped[str | None] = mapped_column(String(100))
+    risk_score: Mapped[float | None] = mapped_column(Float)  # the risk head's probability of a risk message
+    risk_version: Mapped[str | None] = mapped_column(String(100))  # the phrase list's version
+    risk_head_id: Mapped[str | None] = mapped_column(String(200))  # the risk head that read it, None = phrases only
+    human_risk: Mapped[str | None] = mapped_column(String(10))  # a person's review: none | concern | urgent
+    human_risk_category: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     row_index: Mapped[int | None] = mapped_column(Integer)  # data row number in the file, 1 = first under header
@@ -125,6 +129,25 @@ class Message(Base):
     def _effective_label_sql(cls) -> ColumnElement[str | None]:
         return func.coalesce(cls.human_label, cls.label)
 
+    @hybrid_property
+    def effective_risk(self) -> str | None:
+        """THE effective risk: a person's review when there is one ("not a risk" included), else the assessment's."""
+        return self.human_risk or self.risk
+
+    @effective_risk.inplace.expression
+    @classmethod
+    def _effective_risk_sql(cls) -> ColumnElement[str | None]:
+        return func.coalesce(cls.human_risk, cls.risk)
+
+    @hybrid_property
+    def effective_risk_category(self) -> str | None:
+        return self.human_risk_category if self.human_risk is not None else self.risk_category
+
+    @effective_risk_category.inplace.expression
+    @classmethod
+    def _effective_risk_category_sql(cls) -> ColumnElement[str | None]:
+        return case((cls.human_risk.is_not(None), cls.human_risk_category), else_=cls.risk_category)
+
 
 class Correction(Base):
     """A person's correction of a label: who, when, from what to what, on which message; undone, never deleted."""
@@ -142,6 +165,26 @@ class Correction(Base):
     undone_by: Mapped[str | None] = mapped_column(String(200))
 
     message: Mapped[Message] = relationship(back_populates="corrections")
+
+
+class RiskCorrection(Base):
+    """A person's review of a message's risk ("not a risk", or "this is a risk" with level and category): who,
+    when, from what, to what; undone, never deleted. It takes effect at once (alerts open or close) and teaches the
+    risk head (`fit-head --risk --with-corrections`)."""
+
+    __tablename__ = "risk_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    from_level: Mapped[str | None] = mapped_column(String(10))  # the effective risk before
+    from_category: Mapped[str | None] = mapped_column(String(30))
+    to_level: Mapped[str] = mapped_column(String(10))
+    to_category: Mapped[str | None] = mapped_column(String(30))
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)
+    undone_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class LabelVersion(Base):

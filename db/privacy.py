@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope
-from db.models import Alert, AlertEvent, AuditEvent, Correction, LabelVersion, Message, Person, utcnow
+from db.models import Alert, AlertEvent, AuditEvent, Correction, LabelVersion, Message, Person, RiskCorrection, utcnow
 from db.store import get_person, list_messages
 
 
@@ -28,6 +28,10 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
         return None
     messages = list_messages(session, person.id)
     alerts = session.scalars(select(Alert).where(Alert.person_id == person.id).order_by(Alert.id)).all()
+    reviews: dict[int, list[RiskCorrection]] = {}
+    for review in session.scalars(select(RiskCorrection).where(RiskCorrection.message_id.in_(
+            select(Message.id).where(Message.person_id == person.id))).order_by(RiskCorrection.id)):
+        reviews.setdefault(review.message_id, []).append(review)
     return {
         "person": {"handle": person.handle, "display_name": person.display_name, "group": person.group_name,
                    "created_at": _iso(person.created_at)},
@@ -35,11 +39,17 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
                       "p_negative": m.p_negative, "uncertain": m.uncertain, "model": m.model,
                       "fingerprint": m.fingerprint, "prompt_version": m.prompt_version, "head_id": m.head_id,
                       "human_label": m.human_label, "risk": m.risk, "risk_category": m.risk_category,
-                      "risk_version": m.risk_version, "created_at": _iso(m.created_at), "batch_id": m.batch_id,
+                      "risk_version": m.risk_version, "risk_head_id": m.risk_head_id, "human_risk": m.human_risk,
+                      "human_risk_category": m.human_risk_category, "created_at": _iso(m.created_at),
+                      "batch_id": m.batch_id,
                       "row_index": m.row_index, "reply": m.reply, "reply_kind": m.reply_kind,
                       "reply_interrupted": m.reply_interrupted,
                       "corrections": [{"from": c.from_label, "to": c.to_label, "by": c.by, "at": _iso(c.at),
-                                       "note": c.note, "undone_at": _iso(c.undone_at)} for c in m.corrections]}
+                                       "note": c.note, "undone_at": _iso(c.undone_at)} for c in m.corrections],
+                      "risk_reviews": [{"from": f"{r.from_level} {r.from_category or ''}".strip(),
+                                        "to": f"{r.to_level} {r.to_category or ''}".strip(), "by": r.by,
+                                        "at": _iso(r.at), "note": r.note, "undone_at": _iso(r.undone_at)}
+                                       for r in reviews.get(m.id, [])]}
                      for m in messages],
         "alerts": [{"id": a.id, "kind": a.kind, "severity": a.severity, "category": a.category, "rule": a.rule,
                     "status": a.status, "negative_share": a.negative_share, "window_start": _iso(a.window_start),
@@ -52,7 +62,8 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
 def _erase_messages(session: Session, message_ids: select) -> dict[str, int]:
     versions = session.execute(delete(LabelVersion).where(LabelVersion.message_id.in_(message_ids))).rowcount
     corrections = session.execute(delete(Correction).where(Correction.message_id.in_(message_ids))).rowcount
-    return {"label_versions": versions, "corrections": corrections}
+    reviews = session.execute(delete(RiskCorrection).where(RiskCorrection.message_id.in_(message_ids))).rowcount
+    return {"label_versions": versions, "corrections": corrections, "risk_reviews": reviews}
 
 
 def erase_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> dict[str, int] | None:

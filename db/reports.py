@@ -201,7 +201,7 @@ class PersonPoint:
     confidence: float | None
     p_negative: float | None
     uncertain: bool | None
-    risk: str | None
+    risk: str | None  # the effective risk (a person's review when there is one)
     risk_category: str | None
     source: str
     rolling_negative_share: float | None
@@ -230,8 +230,9 @@ def person_report(session: Session, handle: str, rule: AlertRule, *, scope: Scop
     shares = dict(zip((m.id for m in labelled), rolling_share(series, rule.days), strict=True))
     points = [PersonPoint(message_id=m.id, at=m.created_at, text=m.text if scope.texts else None,
                           label=m.effective_label, model_label=m.label, corrected=m.human_label is not None,
-                          confidence=m.confidence, p_negative=m.p_negative, uncertain=m.uncertain, risk=m.risk,
-                          risk_category=m.risk_category, source=m.source, rolling_negative_share=shares.get(m.id))
+                          confidence=m.confidence, p_negative=m.p_negative, uncertain=m.uncertain,
+                          risk=m.effective_risk, risk_category=m.effective_risk_category, source=m.source,
+                          rolling_negative_share=shares.get(m.id))
               for m in messages]
     return PersonReport(person=person, points=points, flagged=flagged_windows(series, rule),
                         alerts=list_alerts(session, person_id=person.id))

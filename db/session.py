@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from db.errors import StoreError
-from db.models import Alert, Base, Batch, Job, Message, Person, SchemaVersion
+from db.models import Alert, Base, Batch, Job, Message, Person, RiskCorrection, SchemaVersion
 
 
 def text_hash(value: str) -> str:
@@ -71,9 +71,17 @@ def _to_v3(connection: Connection) -> None:
     _add_column(connection, j.rows_at_start, "0")
 
 
+def _to_v4(connection: Connection) -> None:
+    """Risk that a person reviews and a head reads: the reviewed risk, the risk head's id, the review history."""
+    m = Message.__table__.c
+    for column in (m.risk_head_id, m.human_risk, m.human_risk_category):
+        _add_column(connection, column)
+    RiskCorrection.__table__.create(connection)
+
+
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
 # directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

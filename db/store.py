@@ -23,7 +23,7 @@ from db.rules import AlertRule
 from db.session import text_hash
 
 LABEL_FIELDS = ("label", "confidence", "p_negative", "uncertain", "model", "fingerprint", "prompt_version", "head_id",
-                "risk", "risk_category", "risk_score", "risk_version")
+                "risk", "risk_category", "risk_score", "risk_version", "risk_head_id")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class NewMessage:
     risk_category: str | None = None
     risk_score: float | None = None
     risk_version: str | None = None
+    risk_head_id: str | None = None
     created_at: datetime | None = None
     batch_id: int | None = None
     row_index: int | None = None

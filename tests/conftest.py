@@ -20,8 +20,8 @@ from aio_core.settings import Settings  # noqa: E402
 from db.rules import AlertRule  # noqa: E402
 from db.session import make_db  # noqa: E402
 
-# The random model's risk readout is noise, so tests see the phrase list only unless they ask for the model
-# (`with_model_risk`); and no head a developer fitted under ./data can leak into a test.
+# Tests see the phrase list only unless they fit a risk head on the tiny model (`test_risk_head.py`); and no head a
+# developer fitted under ./data can leak into a test.
 TINY = Settings(model="tiny-random", dtype="float32", db_url="sqlite://", risk="phrases",
                 data_dir=tempfile.mkdtemp(prefix="aio-test-data-"))
 
@@ -34,8 +34,8 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session")
 def with_model_risk(engine: Engine) -> Engine:
-    """The same loaded tiny model with the model's risk readout switched on."""
-    return dataclasses.replace(engine, settings=engine.settings.replace(risk="auto"))
+    """The same loaded tiny model with AIO_RISK=auto (the risk head when one is fitted; none is, by default)."""
+    return dataclasses.replace(engine, settings=engine.settings.replace(risk="auto"), risk_note="no risk head fitted")
 
 
 # AIO_TEST_DB_URL=postgresql+psycopg://... runs every test that uses `db` against that server instead of a SQLite

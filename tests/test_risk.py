@@ -30,14 +30,14 @@ from db.store import NewMessage, add_messages
 def test_the_phrase_list_decides_the_unambiguous_and_leaves_idioms_alone(engine, text, level, category):
     (risk,) = assess_risk([text], engine=engine)
     assert (risk.level, risk.category) == (level, category)
-    assert risk.version == load_phrases().version  # AIO_RISK=phrases in the tests' settings
+    assert risk.version == load_phrases().version == "phrases-3"  # AIO_RISK=phrases in the tests' settings
 
 
-def test_the_model_readout_runs_beside_the_phrases_and_off_assesses_nothing(engine, with_model_risk):
+def test_without_a_risk_head_the_floor_reads_alone_and_off_assesses_nothing(engine, with_model_risk):
     texts = ["the bus was late again", "I hurt myself on purpose again last night"]
-    found = assess_risk(texts, engine=with_model_risk)
-    assert all(0.0 <= r.score <= 1.0 for r in found) and found[1].level == "urgent"
-    assert found[0].version.endswith("+risk-1")
+    found = assess_risk(texts, engine=with_model_risk)  # AIO_RISK=auto, but no head is fitted for the tiny model
+    assert [(r.level, r.head_id) for r in found] == [("none", None), ("urgent", None)]
+    assert "no risk head fitted" in with_model_risk.risk_reader or "phrase list only" in with_model_risk.risk_reader
     off = dataclasses.replace(engine, settings=engine.settings.replace(risk="off"))
     assert assess_risk(texts, engine=off) == [None, None]
 
@@ -100,3 +100,14 @@ def test_eval_reports_risk_recall_and_false_alarms(tmp_path, engine):
     # The phrase list catches the first; the second has no listed phrase, so it is the one miss shown.
     assert (risk["urgent_recall"], risk["risk_recall"], risk["precision"], risk["false_alarm"]) == (0.5, 0.5, 1.0, 0.0)
     assert [m["text"][:8] for m in risk["mistakes"]] == ["i gave a"]
+
+
+def test_a_concern_message_opens_a_review_alert_and_keeps_a_normal_reply(engine, db, rule):
+    turn = start_turn("honestly everything feels hopeless lately", person="cam", engine=engine, db=db, rule=rule)
+    shown = "".join(turn.reply)
+    assert turn.risk.level == "concern" and turn.reply_kind == "generated"
+    with reading(db) as session:
+        message = session.get(Message, turn.message_id)
+        assert (message.reply, message.reply_kind) == (shown, "generated")
+        (alert,) = list_alerts(session)
+        assert (alert.kind, alert.severity, alert.status, alert.message_id) == ("risk", "concern", "open", message.id)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from db.access import Scope
 from db.alerts import list_alerts, transition_alert
+from db.corrections import review_risk
 from db.errors import StoreError
 from db.models import Message
 from db.privacy import erase_person, export_person
@@ -134,7 +135,7 @@ def test_export_and_erase_one_person_leaves_the_others(tmp_path, rule):
     assert len(exported["messages"]) == 5 and exported["alerts"][0]["events"][0]["to"] == "open"
     with writing(db) as session:
         assert erase_person(session, "amy") == {"messages": 5, "alerts": 1, "alert_events": 1, "people": 1,
-                                                 "corrections": 0, "label_versions": 0}
+                                                 "corrections": 0, "label_versions": 0, "risk_reviews": 0}
     compact(db)
     with reading(db) as session:
         assert export_person(session, "amy") is None
@@ -221,6 +222,7 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:  # as version 2 made it
         connection.execute("ALTER TABLE jobs DROP COLUMN rows_done")
         connection.execute("ALTER TABLE jobs DROP COLUMN rows_at_start")
+        _as_version_3(connection)
         connection.execute("UPDATE schema_version SET version = 2")
         connection.execute("INSERT INTO jobs (status, file_name, options, rows, created_at, updated_at) "
                            "VALUES ('complete', 'old.csv', '{}', 7, '2026-01-01', '2026-01-01')")
@@ -228,7 +230,34 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+def _as_version_3(connection: sqlite3.Connection) -> None:
+    """Undo what version 4 added: risk reviews and the risk head's id."""
+    for column in ("risk_head_id", "human_risk", "human_risk_category"):
+        connection.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+    connection.execute("DROP TABLE risk_corrections")
+    connection.execute("UPDATE schema_version SET version = 3")
+
+
+def test_a_version_3_file_gets_risk_reviews_and_keeps_its_risk_alerts(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    database = make_db(url)
+    with writing(database) as session:
+        add_messages(session, [NewMessage("i want to die", "chat", person="amy", label="negative", risk="urgent",
+                                          risk_category="self-harm", risk_version="phrases-2")], rule=AlertRule())
+    database.dispose()
+    with sqlite3.connect(tmp_path / "v3.db") as connection:
+        _as_version_3(connection)
+    database = make_db(url)
+    with writing(database) as session:
+        (message,) = session.scalars(select(Message)).all()
+        assert (message.effective_risk, message.risk_head_id, message.human_risk) == ("urgent", None, None)
+        review_risk(session, message.id, "none", None, by="counsellor")
+    with reading(database) as session:
+        assert [a.status for a in list_alerts(session)] == ["resolved"]
+    database.dispose()
 
 
 def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):

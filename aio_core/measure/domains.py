@@ -88,21 +88,37 @@ def candidate_readouts(layers: int) -> tuple[Readout, ...]:
 
 def features(rows: Sequence[LabelledRow], *, engine: Engine, readouts: Sequence[Readout] = (),
              cache: Path | None = None, progress: Callable[[int], None] | None = None) -> Features:
-    """The model's reading of every row (one forward pass each), from the cache when these exact texts were read
-    by these weights with this prompt before."""
+    """The model's reading of every row (one forward pass each). With `cache`, each text read by these weights with
+    this prompt, these readouts and this token budget is kept (keyed by its sha256), so a study that adds rows reads
+    only the new ones."""
     texts = [r.text for r in rows]
+    if cache is None:
+        reading = read(texts, engine=engine, readouts=readouts, progress=progress)
+        return Features(log_odds=reading.log_odds, hidden=reading.hidden, readouts=tuple(readouts))
     spec = "+".join(f"{r.kind}{r.layer}" for r in readouts) or "none"
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    path = (cache / f"{engine.fingerprint}__{engine.prompt.version}__{spec}__{key}.npz") if cache else None
-    if path is not None and path.is_file():
+    path = cache / (f"{engine.fingerprint}__{engine.prompt.version}__{spec}__"
+                    f"t{engine.settings.max_input_tokens}.npz")
+    keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:24] for t in texts]
+    known: dict[str, int] = {}
+    log_odds, hidden = np.zeros(0), np.zeros((0, len(readouts), 0), dtype=np.float32)
+    if path.is_file():
         stored = np.load(path)
-        return Features(log_odds=stored["log_odds"], hidden=stored["hidden"] if readouts else None,
-                        readouts=tuple(readouts))
-    reading = read(texts, engine=engine, readouts=readouts, progress=progress)
-    if path is not None:
+        known = {k: i for i, k in enumerate(stored["keys"].tolist())}
+        log_odds, hidden = stored["log_odds"], stored["hidden"]
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    if missing:
+        first = {k: t for k, t in zip(keys, texts, strict=True)}
+        reading = read([first[k] for k in missing], engine=engine, readouts=readouts, progress=progress)
+        new_hidden = reading.hidden if readouts else np.zeros((len(missing), 0, 0), dtype=np.float32)
+        hidden = new_hidden if not known else np.concatenate([hidden, new_hidden.astype(hidden.dtype)])
+        log_odds = np.concatenate([log_odds, reading.log_odds])
+        known |= {k: len(known) + i for i, k in enumerate(missing)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, log_odds=reading.log_odds, hidden=reading.hidden if readouts else np.zeros(0))
-    return Features(log_odds=reading.log_odds, hidden=reading.hidden, readouts=tuple(readouts))
+        partial = path.with_suffix(".part.npz")
+        np.savez(partial, keys=np.array(list(known)), log_odds=log_odds, hidden=hidden)
+        partial.replace(path)
+    index = np.array([known[k] for k in keys], dtype=int)
+    return Features(log_odds=log_odds[index], hidden=hidden[index] if readouts else None, readouts=tuple(readouts))
 
 
 def with_prompt(engine: Engine, version: str) -> Engine:

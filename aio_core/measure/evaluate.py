@@ -112,7 +112,7 @@ def _risk_report(rows: Sequence[LabelledRow], sentiments: Sequence[Sentiment], e
     from aio_core.risk import assess_risk
 
     marked = [i for i, r in enumerate(rows) if r.risk]
-    found = assess_risk([rows[i].text for i in marked], engine=engine, sentiments=[sentiments[i] for i in marked])
+    found = assess_risk([rows[i].text for i in marked], engine=engine)
     if found and found[0] is None:
         raise UserError("AIO_RISK=off: nothing is assessed; set AIO_RISK=auto (or phrases) to evaluate risk.")
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from aio_core.classify import Sentiment, classify
+from aio_core.assessment import assess as read_once
+from aio_core.classify import Sentiment
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from aio_core.risk import Risk, assess_risk
+from aio_core.risk import Risk
 from aio_core.settings import Settings
 from db.errors import StoreError
 from db.rules import AlertRule
@@ -39,6 +40,5 @@ def label_fields(sentiment: Sentiment, engine: Engine, risk: Risk | None = None)
 
 def assess(texts: Sequence[str], *, engine: Engine, progress: Callable[[int], None] | None = None
            ) -> list[tuple[Sentiment, Risk | None]]:
-    """Sentiment and risk for each text: the two signals every stored message gets."""
-    sentiments = classify(texts, engine=engine, progress=progress)
-    return list(zip(sentiments, assess_risk(texts, engine=engine, sentiments=sentiments), strict=True))
+    """Sentiment and risk for each text: the two signals every stored message gets, from one forward pass."""
+    return [(a.sentiment, a.risk) for a in read_once(texts, engine=engine, progress=progress)]

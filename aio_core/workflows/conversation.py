@@ -1,9 +1,9 @@
 """One chat turn from end to end, the same for the terminal and the dashboard: label the user's message (sentiment
 and risk), store it, stream the assistant's reply, store the reply.
 
-A message the risk assessment marks concern or urgent gets the reviewed safe message (`reply.safe_reply`), never
-free generation, and its urgent alert is opened in the same transaction that stores it. A reply whose stream stops
-early (the reader left, or a new message came) is stored as far as it was shown and marked interrupted.
+A message the risk assessment marks urgent gets the reviewed safe message (`reply.safe_reply`), never free
+generation; a concern or urgent message's alert is opened in the same transaction that stores it. A reply whose
+stream stops early (the reader left, or a new message came) is stored as far as it was shown and marked interrupted.
 
 When no model can be loaded the message is still stored, unlabelled, so a teacher's record has no holes; it is
 labelled later (`python -m aio_core label-pending`, or the Overview page once the model loads).
@@ -72,7 +72,10 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     sentiment, risk = assess([text], engine=engine)[0] if engine else (None, None)
     row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group,
                      **(label_fields(sentiment, engine, risk) if sentiment else {}))
-    safe = safe_reply(risk.level, detect_lang(text), engine.settings)[0] if risk is not None and risk.risky else None
+    # Urgent gets the reviewed safe message. Concern is looser by design (a review queue), so it never swaps the
+    # reply for a crisis message: the counsellor is told through the alert, the student gets a normal reply.
+    urgent = risk is not None and risk.level == "urgent"
+    safe = safe_reply(risk.level, detect_lang(text), engine.settings)[0] if urgent else None
     with writing(db) as session:  # the message, its alerts and (for a risk) its safe reply are stored together
         (message_id,) = add_messages(session, [row], rule=rule)
         if safe is not None:

@@ -1,5 +1,6 @@
 """Labels that learn: fit the label head on labelled files (and the corrections people made), re-score stored
-messages with it, and keep what each label was before.
+messages with it, and keep what each label was before; fit the risk head on risk files (and the risk reviews people
+made).
 
 The head is chosen the way every quality decision is made (`aio_core.measure.domains`): its readout per language is
 the one whose leave-one-domain-out results are best, and the report it prints is leave-one-domain-out too. The final
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine as Database
 
+from aio_core.backends import Readout
 from aio_core.classify import classify
 from aio_core.engine import Engine
 from aio_core.errors import UserError
@@ -34,8 +37,11 @@ from aio_core.measure.domains import (
     summary,
 )
 from aio_core.prompts import detect_lang
+from aio_core.risk_fit import CORRECTION_WEIGHT as RISK_REVIEW_WEIGHT
+from aio_core.risk_fit import CORRECTIONS_SOURCE, RiskRow, fit_risk_head, read_risk_rows, shipped_files
+from aio_core.risk_head import BUDGETS, RiskHead, save_risk_head
 from aio_core.workflows import alert_rule, label_fields
-from db.corrections import apply_rescore, corrections_in_force, messages_to_rescore
+from db.corrections import apply_rescore, corrections_in_force, messages_to_rescore, risk_reviews_in_force
 from db.session import reading, writing
 
 CORRECTIONS_DOMAIN = "corrections"
@@ -102,3 +108,44 @@ def rescore(*, engine: Engine, db: Database, by: str, batch_id: int | None = Non
                              target=str(batch_id if batch_id is not None else handle), by=by.strip(),
                              rule=alert_rule(engine.settings))
         return done.rows, done.changed
+
+
+# ---- the risk head -------------------------------------------------------------------------------------------------
+
+def risk_readout(engine: Engine) -> Readout:
+    """The hidden state the risk head reads: the mean over the text's tokens at half the depth (layer 12 of 24),
+    chosen leave-one-source-out among 8 readouts (README, Risk)."""
+    return Readout(kind="mean", layer=max(1, engine.backend.layers // 2))
+
+
+def reviewed_risk_rows(db: Database) -> list[RiskRow]:
+    """The risk reviews in force as training rows: a reviewed risk, or a "not a risk" that fooled the reader (a
+    look-alike by definition)."""
+    with reading(db) as session:
+        taught = risk_reviews_in_force(session)
+    return [RiskRow(text=t.text, risk=t.level, category=t.category, lang=detect_lang(t.text),
+                    kind="risk" if t.level != "none" else "lookalike", source=CORRECTIONS_SOURCE) for t in taught]
+
+
+def fit_risk_head_from(paths: Sequence[Path | str], *, engine: Engine, db: Database | None = None,
+                       progress: Callable[[int], None] | None = None) -> tuple[RiskHead, Path]:
+    """Fit, save and return the risk head for the engine's weights and prompt from risk CSVs (the shipped set when
+    `paths` is empty) and, with `db`, the risk reviews stored there."""
+    if not engine.backend.reads_hidden_states:
+        raise UserError("This backend gives no hidden states, so no risk head can be fitted or used with it; fit "
+                        "it with the in-process backend on the same weights.")
+    files = [Path(p) for p in paths] or shipped_files()
+    base = read_risk_rows(files)
+    taught = reviewed_risk_rows(db) if db is not None else []
+    rows = [*base, *taught]
+    readout = risk_readout(engine)
+    feats = features(rows, engine=engine.with_head(None), readouts=(readout,), cache=engine.settings.cache_dir,
+                     progress=progress)
+    meta = {"fitted_at": datetime.now(UTC).isoformat(timespec="seconds"), "model": engine.name,
+            "files": {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files},
+            "rows": len(base), "reviews": len(taught), "review_weight": RISK_REVIEW_WEIGHT,
+            "sources": dict(Counter(r.source for r in rows)), "readout": f"{readout.kind} L{readout.layer}",
+            "budgets": BUDGETS}
+    head = fit_risk_head(rows, feats.hidden[:, 0], feats.log_odds, readout=readout, fingerprint=engine.fingerprint,
+                         prompt_version=engine.prompt.version, meta=meta)
+    return head, save_risk_head(head, engine.settings.heads_dir)
