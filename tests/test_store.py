@@ -228,7 +228,7 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):
