@@ -87,7 +87,10 @@ def begin_sign_in(session: Session, username: str, client: str, *, now: datetime
     """The attempt to check, counted as a failure already; or, while this client or this name must wait, the
     sentence that says how long (the same for every name, so it tells nothing about which names exist)."""
     name = username.strip().lower()[:MAX_NAME + 1]
-    keys = ((client_key(client), CLIENT_FREE, CLIENT_LONGEST), (name_key(name), NAME_FREE, NAME_LONGEST))
+    # "local" is this machine, or a proxy on it that does not say whom it forwards: many people may share it, so it
+    # never waits longer than a name does.
+    longest = NAME_LONGEST if client == "local" else CLIENT_LONGEST
+    keys = ((client_key(client), CLIENT_FREE, longest), (name_key(name), NAME_FREE, NAME_LONGEST))
     wait = max(_wait(session, key, now) for key, _, _ in keys)
     if wait > 0:
         seconds = math.ceil(wait)
