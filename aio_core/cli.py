@@ -51,7 +51,7 @@ def _db(settings: Settings):
 def _rule(settings: Settings):
     from aio_core.workflows import alert_rule
 
-    return alert_rule(settings)
+    return alert_rule(settings, _db(settings))
 
 
 @command("classify")
@@ -64,7 +64,7 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     results = assess(texts, engine=engine)
     if not args.no_store:
-        rows = [NewMessage(text=t, source="cli", person=args.person, **label_fields(s, engine, r))
+        rows = [NewMessage(text=t, source="cli", person=args.person, author=_actor(), **label_fields(s, engine, r))
                 for t, (s, r) in zip(texts, results, strict=True)]
         with writing(_db(settings)) as session:
             add_messages(session, rows, rule=_rule(settings))
@@ -98,7 +98,8 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
             break
         if not text:
             break
-        turn = start_turn(text, person=args.person, engine=engine, db=db, rule=_rule(settings), options=options)
+        turn = start_turn(text, person=args.person, engine=engine, db=db, rule=_rule(settings), options=options,
+                          author=_actor())
         risk = (f" RISK {turn.risk.level} ({turn.risk.category}): an alert is open; this is the reviewed safe reply"
                 if turn.reply_kind == "safe" else "")
         print(turn.sentiment.seed_line, f"({turn.sentiment.badge('en')}){risk}", flush=True)
@@ -442,17 +443,11 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("erase-person")
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
-    from db.privacy import audit, erase_person
-    from db.session import compact, writing
+    from aio_core.workflows.privacy import erase
 
-    db = _db(settings)
-    with writing(db) as session:
-        deleted = erase_person(session, args.handle)
-        if deleted is not None:
-            audit(session, _actor(), "erase.person", args.handle, json.dumps(deleted))
+    deleted = erase(_db(settings), args.handle, by=_actor())
     if deleted is None:
         raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
-    compact(db)
     print(f"erased {args.handle}: " + ", ".join(f"{n} {what}" for what, n in deleted.items()))
     return 0
 

@@ -14,15 +14,19 @@ import csv
 import hashlib
 import io
 import os
-import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aio_core.errors import UserError
+from aio_core.settings import MAX_TEXT_CHARS
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 100,000-character message is a normal cell here
+# A 100,000-character message is a normal cell here; a longer cell is refused (it only cost memory: one 10 MB cell
+# took the server from 0.75 to 2.7 GB), and so is a file with more columns than anyone exports.
+csv.field_size_limit(MAX_TEXT_CHARS)
+MAX_COLUMNS = 1000
 _CHUNK = 1 << 20
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -96,12 +100,15 @@ def inspect_csv(path: Path | str, name: str | None = None, *, max_reported: int 
         raise UserError(f"Cannot read {name}: {exc.strerror}; check the path.") from None
     encoding, sha256 = _detect_encoding(path, name)
     with _open_text(path, encoding) as handle:
-        delimiter = _pick_delimiter(handle.readline())
+        delimiter = _pick_delimiter(handle.readline(MAX_TEXT_CHARS))  # the first line's start is enough to tell
     rows, ragged = 0, []
     with _open_text(path, encoding) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         try:
             header = tuple(cell.strip() for cell in next(reader))
+            if len(header) > MAX_COLUMNS:
+                raise UserError(f"{name} has {len(header):,} columns; at most {MAX_COLUMNS:,} are read, so keep "
+                                "the columns you need (the text, its author and time) and export it again.")
             for record in reader:
                 if not record:
                     continue  # a blank line holds no data
@@ -111,9 +118,13 @@ def inspect_csv(path: Path | str, name: str | None = None, *, max_reported: int 
         except StopIteration:
             raise UserError(f"{name} is empty; export the data again with a header row.") from None
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise UserError(f"{name}, line {reader.line_num}: a cell is longer than {MAX_TEXT_CHARS:,} "
+                                "characters, the longest text screened; shorten it or leave that row out, and "
+                                "try again. Nothing was stored.") from None
             raise UserError(f"{name} is not a well-formed CSV near line {reader.line_num} ({exc}); "
                             "check that quotes are closed and export it again.") from None
-    duplicates = sorted({c for c in header if header.count(c) > 1})
+    duplicates = sorted(c for c, n in Counter(header).items() if n > 1)
     if duplicates:
         raise UserError(f"{name} has the column name(s) {', '.join(map(repr, duplicates))} more than once; "
                         "rename them so each column is unique.")

@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import csv_bytes
-from app_pages.shared import database, page, read, t, write
+from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.privacy import apply_retention, erase
+from app_pages.shared import database, md, page, read, t, write
 from db.access import ROLES
-from db.privacy import apply_retention, audit, erase_person, export_person, read_audit
+from db.privacy import audit, export_person, read_audit
 from db.reports import groups
-from db.session import compact
 from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
 
 who = page("admin")
@@ -42,16 +43,27 @@ with st.expander(t("add_user")):
             st.success(t("user_added", name=username))
 if users:
     with st.expander(t("change_user")):
-        name = st.selectbox(t("username"), [u.username for u, _ in users], key="change_user")
-        user, current = next((u, g) for u, g in users if u.username == name)
+        accounts = {u.username: (u, g) for u, g in users}
+        name = st.selectbox(t("username"), list(accounts), key="change_user")
+        user, current = accounts[name]
+        if st.session_state.get("_account_loaded") != name:  # another account chosen: its own role and groups
+            st.session_state["change_role"], st.session_state["change_groups"] = user.role, list(current)
+            st.session_state["_account_loaded"] = name
         columns = st.columns(3)
-        new_role = columns[0].selectbox(t("role"), ROLES, index=ROLES.index(user.role), key="change_role",
-                                        format_func=lambda r: t(f"role_{r}"))
-        new_groups = columns[1].multiselect(t("groups"), sorted(set(known_groups) | set(current)), default=current,
+        new_role = columns[0].selectbox(t("role"), ROLES, key="change_role", format_func=lambda r: t(f"role_{r}"))
+        new_groups = columns[1].multiselect(t("groups"), sorted(set(known_groups) | set(current)),
                                             key="change_groups", accept_new_options=True)
-        if columns[2].button(t("save"), key="save_user"):
-            write(set_role, name, new_role, by=who.username)
-            write(set_groups, name, tuple(new_groups), by=who.username)
+        changes = []
+        if new_role != user.role:
+            changes.append(t("change_role_to", old=t(f"role_{user.role}"), new=t(f"role_{new_role}")))
+        if sorted(new_groups) != sorted(current):
+            changes.append(t("change_groups_to", old=", ".join(current) or "–", new=", ".join(new_groups) or "–"))
+        st.caption(t("will_change", name=name, what="; ".join(changes)) if changes else t("nothing_to_change"))
+        if columns[2].button(t("save"), key="save_user", disabled=not changes):
+            if new_role != user.role:
+                write(set_role, name, new_role, by=who.username)
+            if sorted(new_groups) != sorted(current):
+                write(set_groups, name, tuple(new_groups), by=who.username)
             st.rerun()
         if name != who.username and st.button(t("enable") if user.disabled else t("disable"), key="toggle_user"):
             write(set_disabled, name, not user.disabled, by=who.username)
@@ -67,9 +79,12 @@ if st.button(t("save"), key="save_settings"):
     write(set_setting, "teachers_read_messages", "yes" if teachers_read else "no", by=who.username)
     write(set_setting, "retention_days", str(int(retention)), by=who.username)
     if retention:
-        removed = write(apply_retention, int(retention))
-        write(audit, who.username, "retention.apply", None, f"{removed} messages older than {retention} days")
-        st.success(t("retention_applied", count=removed or 0, days=int(retention)))
+        try:
+            removed = apply_retention(database(), int(retention), by=who.username)
+        except USER_ERRORS as error:
+            st.error(md(error))
+        else:
+            st.success(t("retention_applied", count=removed, days=int(retention)))
 
 st.subheader(t("privacy_requests"))
 handle = st.text_input(t("person_handle"), key="privacy_handle").strip()
@@ -83,11 +98,13 @@ if handle:
                            on_click=lambda: write(audit, who.username, "export.person", handle))
         confirm = st.text_input(t("erase_confirm", handle=handle), key="erase_confirm")
         if st.button(t("erase_person"), key="erase_person", type="primary", disabled=confirm.strip() != handle):
-            deleted = write(erase_person, handle)
-            if deleted is not None:
-                write(audit, who.username, "erase.person", handle, json.dumps(deleted))
-                compact(database())  # no copy of the erased text left in the database file
-                st.success(t("erased", handle=handle, what=", ".join(f"{n} {k}" for k, n in deleted.items())))
+            try:  # no copy of the erased text left in the database file, nor their name in the audit log
+                deleted = erase(database(), handle, by=who.username)
+            except USER_ERRORS as error:
+                st.error(md(error))
+            else:
+                if deleted is not None:
+                    st.success(t("erased", handle=handle, what=", ".join(f"{n} {k}" for k, n in deleted.items())))
 
 st.subheader(t("audit_log"))
 events = read(read_audit, limit=2000)

@@ -8,12 +8,14 @@ interrupted. A message with a risk gets the reviewed safe message, marked as suc
 import streamlit as st
 
 from aio_core.classify import seed_line
+from aio_core.settings import MAX_TEXT_CHARS
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
 from app_pages.shared import (
     can,
     database,
     label_badge,
+    md,
     model,
     page,
     plain,
@@ -42,7 +44,7 @@ show_labels = who.scope.labels  # a student never sees labels, their own include
 if not can(who, "chat_as_anyone"):  # a student chats as themselves only
     handle, group = who.person, next(iter(sorted(who.groups)), None)
 else:
-    people = read(list_people, who.scope)
+    people = read(list_people, who.scope, kind="person")  # commenters of uploads are not chatted with
     NEW = "\x00new"
     # Nobody is preselected: a conversation is never shown or stored under someone the user did not choose.
     choice = st.selectbox(t("who_is_chatting"), [NEW] + [p.handle for p in people], key="person", index=None,
@@ -95,8 +97,9 @@ waiting = st.session_state.get("waiting_message")  # typed before anyone was cho
 if waiting and handle:
     pending = (st.session_state.pop("waiting_message"), handle, display_name, group)
 elif waiting:
-    st.info(t("kept_message") + " — " + plain(waiting[:200]))
-typed = st.chat_input(t("chat_placeholder"), key="chat_input", disabled=pending is not None)
+    st.info(t("kept_message") + md(" — " + waiting[:200]))
+typed = st.chat_input(t("chat_placeholder"), key="chat_input", disabled=pending is not None,
+                      max_chars=MAX_TEXT_CHARS)
 if typed:
     if not handle:
         st.session_state["waiting_message"] = typed
@@ -107,9 +110,9 @@ if pending:
     prompt, handle, display_name, group = pending
     try:
         turn = start_turn(prompt, person=handle, engine=state.engine, db=database(), rule=rule(),
-                          display_name=display_name, group=group)
-    except USER_ERRORS as error:  # e.g. the disk is full: say so; nothing half-stored
-        st.error(str(error))
+                          display_name=display_name, group=group, scope=who.scope, author=who.username)
+    except USER_ERRORS as error:  # someone this user may not chat for, a message too long, a full disk: nothing stored
+        st.error(md(error))
         st.stop()
     with st.chat_message("user"):
         st.markdown(plain(prompt))

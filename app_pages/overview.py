@@ -13,6 +13,7 @@ from app_pages.shared import (
     filter_bar,
     flash,
     loaded_model,
+    md,
     model,
     page,
     people_table,
@@ -47,6 +48,15 @@ if report.urgent:  # risk alerts come first, with the message that raised them
         t("status_col"): t(f"status_{a.status}"),
     } for a in report.urgent]), [a.person.handle for a in report.urgent], "urgent")
 
+if report.unrouted:  # an admin's: alerts that no teacher or counsellor sees, until someone's groups include them
+    st.subheader(t("unrouted_alerts"))
+    st.caption(t("unrouted_help"))
+    people_table(pd.DataFrame([{
+        t("person"): a.person.display_name, t("col_handle"): a.person.handle, t("col_group"): a.person.group_name or "",
+        t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule, t("at"): a.window_end,
+        t("status_col"): t(f"status_{a.status}"),
+    } for a in report.unrouted]), [a.person.handle for a in report.unrouted], "unrouted")
+
 engine = loaded_model()
 if engine is not None:
     show_model_line(engine)
@@ -66,7 +76,7 @@ if totals.messages == 0 and can(who, "manage_users"):
             flash(fill_demo(database(), rule=rule()))
             st.rerun()
         except USER_ERRORS as error:
-            st.error(str(error))
+            st.error(md(error))
 
 if report.unlabelled:
     st.warning(t("unlabelled", count=report.unlabelled))

@@ -13,6 +13,7 @@ from app_pages.shared import (
     database,
     duration,
     loaded_model,
+    md,
     model,
     page,
     read,
@@ -49,7 +50,7 @@ if upload is not None:
             guess = guess_columns(info)
             preview = pd.DataFrame([row for n, _, row in iter_rows(info) if n <= 20], columns=list(info.header))
     except USER_ERRORS as error:
-        st.error(str(error))
+        st.error(md(error))
         st.stop()
     st.caption(t("preview", rows=info.rows, encoding=info.encoding))
     st.dataframe(preview, hide_index=True, key="preview")
@@ -75,17 +76,17 @@ if upload is not None:
                 submitted = submit(path, ScreenOptions(text_column, person_column, time_column), engine=state.engine,
                                    db=database(), settings=config, file_name=upload.name, owner=who.username)
         except USER_ERRORS as error:
-            st.error(str(error))
+            st.error(md(error))
             st.stop()
         st.session_state["show_batch"] = submitted.batch_id  # the results below are this file's batch
         if submitted.job_id is None:
-            st.success(submitted.message)
+            st.success(md(submitted.message))
 
 
 def announce(job: JobView) -> None:
     """How a job this browser session watched has ended, once."""
     if job.status == "complete":
-        st.success(job.summary)
+        st.success(md(job.summary))
     elif job.status == "cancelled":
         st.info(t("job_cancelled", name=job.file_name, done=job.rows_done, total=job.rows))
     else:

@@ -1,19 +1,28 @@
 """Streamlit glue for every page: settings, the one cached engine and database, UI language, and safe text.
 
-User text and model output are rendered through `plain()`: every ASCII punctuation mark is backslash-escaped, so
-markdown links (`[x](javascript:...)`), images, HTML, LaTeX and Streamlit's `:red[...]` directives all show as the
-literal characters that were typed. Nothing here passes `unsafe_allow_html`.
+Streamlit renders markdown in nearly every string it shows: messages, captions, subheaders, and the labels of
+buttons, inputs and expanders. So text from a user, a file or the model is never put there as it is:
+
+- `t(key, **values)` is the product's own sentence with each value made `inert()`: the characters that make links
+  (`[x](javascript:...)`, `<http://...>`, bare `www.` and e-mail autolinks), images, Streamlit's `:red[...]`
+  directives and LaTeX backslash-escaped, so a file name, a handle or a person's name shows as it was typed;
+- `md(text)` is any other sentence (an error that names a file, a job's summary) made inert the same way;
+- `plain(text)` escapes every ASCII punctuation mark, for what people and the model wrote (messages, replies).
+
+`t` and `md` return `Markdown`, which is never escaped twice. Nothing here passes `unsafe_allow_html`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import string
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,24 +34,14 @@ from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS, alert_rule
 from aio_core.workflows.jobs import start_worker
+from aio_core.workflows.privacy import apply_retention
 from app_pages.strings import text
-from db.access import ACTIONS, EVERYTHING, PAGES
+from db.access import ACTIONS, PAGES
 from db.corrections import correct_label
-from db.privacy import apply_retention, audit
 from db.reports import SOURCES, Filters, groups
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
-from db.users import (
-    SignInError,
-    Viewer,
-    add_user,
-    count_users,
-    get_setting,
-    sign_in,
-    sign_in_oidc,
-    sign_out,
-    viewer_for,
-)
+from db.users import Viewer, get_setting
 
 T = TypeVar("T")
 
@@ -51,7 +50,7 @@ def settings() -> Settings:
     try:
         return Settings.from_env()
     except USER_ERRORS as error:
-        st.error(str(error))
+        st.error(md(error))
         st.stop()
 
 
@@ -59,8 +58,29 @@ def lang() -> str:
     return st.session_state.get("lang") or settings().ui_lang
 
 
-def t(key: str, **values: object) -> str:
-    return text(key, lang(), **values)
+class Markdown(str):
+    """Text that is safe to render as markdown: escaped where it came from anyone but the product."""
+
+
+class _Escaped:
+    """A value in a translated sentence: formatted as its placeholder asks ({rows:,}), then escaped."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return inert(format(self.value, spec))
+
+
+def t(key: str, **values: object) -> Markdown:
+    """The sentence `key` in the page's language, with every value escaped (see the module's docstring)."""
+    return Markdown(text(key, lang(), **{name: value if isinstance(value, Markdown) else _Escaped(value)
+                                         for name, value in values.items()}))
+
+
+def md(value: object) -> Markdown:
+    """Any text made safe to show where Streamlit renders markdown (already safe text is left as it is)."""
+    return value if isinstance(value, Markdown) else Markdown(inert(value))
 
 
 def language_picker() -> None:
@@ -80,134 +100,17 @@ def language_picker() -> None:
 def page(title_key: str) -> Viewer:
     """Common page start: who is signed in (a page their role may not open stops here, whatever the URL), the
     language picker and the page title. Returns the viewer."""
-    who = st.session_state.get("_viewer") or viewer()  # dashboard.py signed in on this run
+    if "_viewer" not in st.session_state:  # a page run on its own (dashboard.py signs in on every run)
+        from app_pages.signin import viewer
+
+        viewer()
+    who = st.session_state["_viewer"]
     if title_key not in PAGES[who.role]:
         st.error(t("not_allowed"))
         st.stop()
     st.title(t(title_key))
     show_flash()
     return who
-
-
-# ---- sign-in --------------------------------------------------------------------------------------------------------
-
-LAPTOP = Viewer("local", "Local user", "admin", frozenset(), None, EVERYTHING)
-
-
-def viewer() -> Viewer:
-    """The signed-in user, or the sign-in form (and a stop). With AIO_AUTH=off, the single local user."""
-    st.session_state.pop("_viewer", None)
-    if settings().auth == "off":
-        st.sidebar.warning(t("auth_off"))
-        st.session_state["_viewer"] = LAPTOP
-        return LAPTOP
-    token = st.session_state.get("auth_token")
-    if token:
-        try:
-            with writing(database()) as session:
-                found = viewer_for(session, token)
-        except SignInError as error:
-            st.session_state.pop("auth_token", None)
-            st.session_state["auth_message"] = str(error)
-            if school_signed_in():  # the provider's sign-in outlived ours: end it too, so sign-in is asked again
-                st.logout()
-                st.stop()
-        else:
-            st.sidebar.caption(t("signed_in_as", name=found.display_name, role=t(f"role_{found.role}")))
-            st.sidebar.button(t("sign_out"), key="sign_out", on_click=_sign_out, args=(token, found.username))
-            st.session_state["_viewer"] = found
-            return found
-    elif school_signed_in() and not st.session_state.get("school_refused"):
-        # Back from the school's identity provider: its verified address picks the account, if there is one.
-        hours = timedelta(hours=settings().session_hours)
-        with writing(database()) as session:  # a refusal is logged, so this commits either way
-            token, problem = sign_in_oidc(session, st.user.get("email") if st.user.get("email_verified", True)
-                                          else None, issuer=str(st.user.get("iss", "")), lifetime=hours)
-        if token:
-            st.session_state["auth_token"] = token
-            st.rerun()
-        st.session_state["school_refused"] = problem
-    sign_in_form()
-    st.stop()
-
-
-def _sign_out(token: str, username: str) -> None:
-    """The Sign out button's callback (a callback, because the click's own rerun does not reach a widget in the
-    entry point's sidebar before st.navigation in Streamlit 1.67)."""
-    with writing(database()) as session:
-        sign_out(session, token)
-        audit(session, username, "signout")
-    st.session_state.pop("auth_token", None)
-    if school_signed_in():
-        st.logout()  # ends the provider's sign-in too (its own sign-out page), then back here in a new session
-
-
-def school_sign_in() -> bool:
-    """Whether sign-in through the school's identity provider (Streamlit's st.login, OIDC) is configured: an
-    `[auth]` section in .streamlit/secrets.toml (README, Security)."""
-    try:
-        return "auth" in st.secrets
-    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
-        return False
-
-
-def school_signed_in() -> bool:
-    return school_sign_in() and bool(st.user.is_logged_in)
-
-
-def sign_in_form() -> None:
-    st.title(t("app_title"))
-    if read(count_users) == 0:
-        first_admin_form()
-        return
-    if st.session_state.get("auth_message"):
-        st.info(st.session_state.pop("auth_message"))
-    if school_sign_in():
-        refused = st.session_state.get("school_refused")
-        if refused:
-            st.error(refused)
-            if st.button(t("oidc_other_account"), key="school_other"):
-                st.session_state.pop("school_refused", None)
-                st.logout()
-        elif st.button(t("oidc_sign_in"), key="school_sign_in", type="primary"):
-            st.login()
-        st.caption(t("oidc_or_local"))
-    with st.form("sign_in"):
-        username = st.text_input(t("username"), key="signin_user")
-        password = st.text_input(t("password"), type="password", key="signin_password")
-        pressed = st.form_submit_button(t("sign_in"))
-    if pressed:
-        hours = timedelta(hours=settings().session_hours)
-        with writing(database()) as session:  # a failed attempt is counted and logged, so this commits either way
-            token, problem = sign_in(session, username, password, lifetime=hours)
-        if problem:
-            st.error(problem)
-            return
-        st.session_state["auth_token"] = token
-        st.rerun()
-
-
-def first_admin_form() -> None:
-    st.info(t("first_admin"))
-    with st.form("first_admin"):
-        username = st.text_input(t("username"), key="first_user")
-        display = st.text_input(t("display_name"), key="first_display")
-        password = st.text_input(t("password"), type="password", key="first_password")
-        again = st.text_input(t("password_again"), type="password", key="first_again")
-        pressed = st.form_submit_button(t("create_admin"))
-    if pressed:
-        if password != again:
-            st.error(t("passwords_differ"))
-            return
-        with writing(database()) as session:
-            if count_users(session) == 0:  # another browser may have been quicker
-                try:
-                    add_user(session, username, password, role="admin", by="first start", display_name=display)
-                except USER_ERRORS as error:
-                    st.error(str(error))
-                    return
-        st.success(t("admin_created"))
-        st.rerun()
 
 
 def can(who: Viewer, action: str) -> bool:
@@ -223,7 +126,7 @@ def database() -> Database:
     try:
         return _database(settings().db_url)
     except USER_ERRORS as error:
-        st.error(str(error))
+        st.error(md(error))
         st.stop()
 
 
@@ -244,7 +147,7 @@ def read(query: Callable[..., T], *args: object, **kwargs: object) -> T:
         with reading(database()) as session:
             return query(session, *args, **kwargs)
     except USER_ERRORS as error:
-        st.error(str(error))
+        st.error(md(error))
         st.stop()
 
 
@@ -254,7 +157,7 @@ def write(change: Callable[..., T], *args: object, **kwargs: object) -> T | None
         with writing(database()) as session:
             return change(session, *args, **kwargs)
     except USER_ERRORS as error:
-        st.error(str(error))
+        st.error(md(error))
         return None
 
 
@@ -296,20 +199,33 @@ def model_name(engine: Engine) -> tuple[str, str]:
 
 def show_model_line(engine: Engine) -> None:
     name, where = model_name(engine)
-    st.caption(t("model_ready", name=name) + f" · {where}")
+    st.caption(t("model_ready", name=name) + md(f" · {where}"))
     if engine.is_random:
         st.warning(t("model_random"))
 
 
 def rule() -> AlertRule:
-    return alert_rule(settings())
+    """The alert rule in force: the one an admin saved, else the AIO_ALERT_* settings."""
+    return alert_rule(settings(), database())
+
+
+UPLOAD_PREFIX = "aio-upload-"
+STALE_UPLOAD = 3600  # seconds: no preview or submit holds its copy this long; an older one was left by a crash
+
+
+def uploads_dir() -> Path:
+    """Where an upload is copied while one operation reads it: the data folder, owner-only."""
+    folder = Path(settings().data_dir) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
 
 
 @contextlib.contextmanager
 def uploaded_path(upload: object) -> Iterator[Path]:
     """The uploaded bytes as a temporary file for the duration of one operation, then deleted: no copy of an
-    uploaded file is left on disk (the store keeps the rows it needs)."""
-    handle, name = tempfile.mkstemp(suffix=".csv", prefix="aio-upload-")
+    uploaded file is left on disk (the store keeps the rows it needs; `sweep_uploads` removes what a killed process
+    left)."""
+    handle, name = tempfile.mkstemp(suffix=".csv", prefix=UPLOAD_PREFIX, dir=uploads_dir())
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(upload.getvalue())
@@ -323,6 +239,20 @@ def duration(seconds: float) -> str:
 
 
 _MARKDOWN_SPECIAL = set(string.punctuation)
+# What can turn text into something else than text: links and images ([ ] ( ) < > !), Streamlit's
+# :directives[...] and :icons: (:), LaTeX ($), code (`), and the backslash itself. Ordinary punctuation of a sentence
+# (. , ; ' " - / = % @) is left alone, so sentences read as written wherever they are shown.
+_INERT = set("\\[]()<>!:$`")
+# Bare web addresses become links after escapes are read (GFM's autolink literals: http://..., www....), so an
+# invisible word joiner is put inside each: it shows the same, and no longer reads as an address. (An e-mail
+# address still becomes a mailto: link, which opens no page and loads nothing.)
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)", re.IGNORECASE)
+
+
+def inert(value: object) -> str:
+    """Text that markdown cannot turn into a link, an image, a directive or a formula (see _INERT)."""
+    escaped = "".join("\\" + c if c in _INERT else c for c in str(value))
+    return _AUTOLINK.sub("\u2060", escaped).replace("\r\n", "\n").replace("\n", "  \n")
 
 
 def plain(value: object) -> str:
@@ -365,20 +295,33 @@ def correction_form(key: str, choices: dict[int, str], who: Viewer) -> None:
 
 
 _RETENTION_DAY: dict[str, object] = {}
+_SWEPT: dict[str, float] = {}
 
 
 def daily_retention() -> None:
     """Delete messages older than the admin's retention setting: on the first page view of each day (so on start
-    and daily), logged in the audit trail."""
+    and daily), logged in the audit trail, the files compacted so no copy of them remains."""
     today = date.today()
     if _RETENTION_DAY.get(settings().db_url) == today:
         return
     _RETENTION_DAY[settings().db_url] = today
-    with writing(database()) as session:
-        days = int(get_setting(session, "retention_days"))
-        if days > 0:
-            removed = apply_retention(session, days)
-            audit(session, "retention", "retention.apply", None, f"{removed} messages older than {days} days")
+    days = int(read(get_setting, "retention_days"))
+    if days > 0:
+        apply_retention(database(), days, by="retention")
+
+
+def sweep_uploads() -> None:
+    """Delete upload copies older than an hour that a killed process left behind (here, and where versions before
+    this one kept them: the system's temporary folder). At start, then hourly."""
+    folder = str(uploads_dir())
+    if time.monotonic() - _SWEPT.get(folder, -STALE_UPLOAD) < STALE_UPLOAD:
+        return
+    _SWEPT[folder] = time.monotonic()
+    for place in (Path(folder), Path(tempfile.gettempdir())):
+        for file in place.glob(f"{UPLOAD_PREFIX}*.csv"):
+            with contextlib.suppress(OSError):  # another process's file, or gone meanwhile
+                if time.time() - file.stat().st_mtime > STALE_UPLOAD and file.stat().st_uid == os.getuid():
+                    file.unlink()
 
 
 def flash(message: str) -> None:
@@ -388,7 +331,7 @@ def flash(message: str) -> None:
 
 def show_flash() -> None:
     if "_flash" in st.session_state:
-        st.success(st.session_state.pop("_flash"))
+        st.success(md(st.session_state.pop("_flash")))
 
 
 def people_table(frame: object, handles: list[str], key: str, **options: object) -> None:
@@ -408,7 +351,7 @@ def filter_bar(who: Viewer, key: str) -> Filters:
         sources = columns[1].multiselect(t("sources"), list(SOURCES), key=f"{key}_sources",
                                          format_func=lambda s: t(f"source_{s}"))
         days = columns[2].date_input(t("date_range"), value=(), key=f"{key}_dates")
-        search = columns[3].text_input(t("search"), key=f"{key}_search")
+        search = columns[3].text_input(t("search" if who.scope.texts else "search_names"), key=f"{key}_search")
     since = until = None
     if len(days) == 2:
         since = datetime.combine(days[0], datetime.min.time())

@@ -95,7 +95,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "rule_last": {"en": "Negative among the last N messages: at least K of N", "zh": "最近 N 条中至少 K 条负面"},
     "rule_days": {"en": "…or over D days, at least this share of at least M messages",
                   "zh": "…或 D 天内至少 M 条消息中负面占比不低于"},
-    "apply_rule": {"en": "Re-check every person's alerts with this rule", "zh": "用此规则重新检查所有人的预警"},
+    "apply_rule": {"en": "Put this rule in force for everyone and re-check every person's alerts",
+                   "zh": "对所有人启用此规则，并重新检查所有人的预警"},
     "rule_applied": {"en": "Re-checked {count} people.", "zh": "已重新检查 {count} 人。"},
     "messages_over_time": {"en": "Messages over time (shaded: the rule fires)",
                            "zh": "消息随时间变化（阴影：规则触发）"},
@@ -128,6 +129,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "interrupted": {"en": "⏸ This reply was cut off before it finished.", "zh": "⏸ 这条回复没有生成完就被中断了。"},
     "urgent_alerts": {"en": "Risk alerts: look now", "zh": "风险预警：请立即查看"},
     "urgent_metric": {"en": "Urgent risk alerts", "zh": "紧急风险预警"},
+    "unrouted_alerts": {"en": "Unrouted alerts: no teacher or counsellor sees these",
+                        "zh": "未分派的预警：没有老师或心理老师能看到"},
+    "unrouted_help": {"en": "These people are in no group, or in a group that no active teacher or counsellor has, "
+                            "so only administrators see them. Act on them on Trends & alerts, and give their group "
+                            "to a teacher or counsellor on the Admin page.",
+                      "zh": "这些人不属于任何组，或所在的组没有在职的老师或心理老师负责，所以只有管理员能看到。"
+                            "请在“趋势与预警”页处理，并在“管理”页把该组分给老师或心理老师。"},
+    "col_group": {"en": "group", "zh": "组"},
     "sort_risk": {"en": "risk first", "zh": "风险优先"},
 
     # corrections
@@ -174,6 +183,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "student_person": {"en": "Student's own handle (students only)", "zh": "学生本人的标识（仅学生）"},
     "user_added": {"en": "Account {name} added.", "zh": "已添加账号 {name}。"},
     "change_user": {"en": "Change an account", "zh": "修改账号"},
+    "change_role_to": {"en": "role {old} → {new}", "zh": "角色 {old} → {new}"},
+    "change_groups_to": {"en": "groups {old} → {new}", "zh": "班级/组 {old} → {new}"},
+    "will_change": {"en": "Saving changes {name}: {what}.", "zh": "保存将修改 {name}：{what}。"},
+    "nothing_to_change": {"en": "Nothing to change yet: choose a new role or groups above.",
+                          "zh": "尚无修改：请在上方选择新的角色或班级/组。"},
     "save": {"en": "Save", "zh": "保存"},
     "enable": {"en": "Enable this account", "zh": "启用此账号"},
     "disable": {"en": "Disable this account", "zh": "停用此账号"},
@@ -256,6 +270,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "source_cli": {"en": "command line", "zh": "命令行"},
     "date_range": {"en": "Dates (from, to)", "zh": "日期（起止）"},
     "search": {"en": "Search names and texts", "zh": "搜索姓名和内容"},
+    "search_names": {"en": "Search names", "zh": "搜索姓名"},
     "export_person_report": {"en": "Download {name}'s messages shown (CSV, formula-safe)",
                              "zh": "下载 {name} 的这些消息（CSV，已防公式注入）"},
     "choose_row": {"en": "Choose a row to open that person's page.", "zh": "选择一行即可打开此人的页面。"},

@@ -6,8 +6,23 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import csv_bytes
-from app_pages.shared import can, correction_form, filter_bar, flash, page, read, risk_badge, rule, t, write
-from db.alerts import STATUSES, list_alerts, refresh_all_alerts, transition_alert
+from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.rules import change_rule
+from app_pages.shared import (
+    can,
+    correction_form,
+    database,
+    filter_bar,
+    flash,
+    md,
+    page,
+    read,
+    risk_badge,
+    rule,
+    t,
+    write,
+)
+from db.alerts import STATUSES, list_alerts, transition_alert
 from db.privacy import audit
 from db.reports import person_report, person_report_rows, rank_people
 from db.rules import AlertRule
@@ -52,8 +67,15 @@ with st.expander(t("rule")):
     chosen = AlertRule(int(last_n), int(min(last_k, last_n)), int(days), float(share), int(minimum))
     st.caption(t("rule_sentence", k=chosen.last_k, n=chosen.last_n, share=chosen.share, m=chosen.min_messages,
                  d=chosen.days))
-    if st.button(t("apply_rule"), key="apply_rule"):
-        st.success(t("rule_applied", count=write(refresh_all_alerts, chosen) or 0))
+    if can(who, "change_settings"):  # everyone previews a rule on the chart; only an admin puts one in force
+        if st.button(t("apply_rule"), key="apply_rule"):
+            try:
+                checked = change_rule(database(), chosen, by=who.username, scope=who.scope,
+                                      may_change=can(who, "change_settings"))
+            except USER_ERRORS as error:
+                st.error(md(error))
+            else:
+                st.success(t("rule_applied", count=checked))
 
 # A row chosen on another page names the person to open (kept out of the address: a handle can be a child's name,
 # and addresses end up in browser histories and proxy logs).

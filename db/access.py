@@ -7,7 +7,7 @@ use here, and nowhere else:
 - counsellor: risk and sentiment alerts and full messages of the people in their groups.
 - teacher: trends of their groups; message texts (and alert messages) only when the `teachers_read_messages` setting
   says so (the counsellors decide).
-- moderator: Screen comments and its batches only.
+- moderator: Screen comments and their own batches and jobs only (never a student's person).
 - student: Chat only, only their own conversation; never anyone's labels.
 """
 
@@ -48,19 +48,29 @@ class Scope:
     labels: bool = True
     batches: bool = True  # uploaded comment batches (moderators, admins)
     people: bool = True  # stored people at all (a moderator sees only batches)
+    owner: str | None = None  # batches and jobs of this uploader only (a moderator); None = everyone's
 
     def allows_group(self, group: str | None) -> bool:
         if self.person is not None or not self.people:
             return False
         return self.groups is None or group in self.groups
 
+    def may_write_for(self, handle: str, group: str | None, existing: Person | None) -> bool:
+        """Whether this scope may store a chat message for `handle`: a student only as themselves; a counsellor
+        only for a person of their groups, or someone new whom they put in one of their groups."""
+        if self.person is not None:
+            return handle == self.person
+        if existing is not None:
+            return existing.kind == "person" and self.allows_group(existing.group_name)
+        return self.people and (self.groups is None or (group is not None and group in self.groups))
+
 
 EVERYTHING = Scope()
 
 
 def scope_for(role: str, groups: frozenset[str], *, person: str | None = None,
-              teachers_read_messages: bool = False) -> Scope:
-    """The scope a signed-in user of `role` reads with."""
+              teachers_read_messages: bool = False, username: str | None = None) -> Scope:
+    """The scope a signed-in user of `role` reads with (`username`: whose batches a moderator sees)."""
     if role == "admin":
         return EVERYTHING
     if role == "counsellor":
@@ -68,7 +78,7 @@ def scope_for(role: str, groups: frozenset[str], *, person: str | None = None,
     if role == "teacher":
         return Scope(groups=groups, texts=teachers_read_messages, batches=False)
     if role == "moderator":
-        return Scope(groups=frozenset(), people=False)
+        return Scope(groups=frozenset(), people=False, owner=username or "\x00nobody")
     return Scope(groups=frozenset(), person=person or "\x00nobody", labels=False, batches=False)
 
 
@@ -81,6 +91,13 @@ def people_clause(scope: Scope) -> ColumnElement[bool]:
     if scope.groups is None:
         return true()
     return Person.group_name.in_(sorted(scope.groups))
+
+
+def batches_clause(scope: Scope, owner: ColumnElement[str | None]) -> ColumnElement[bool]:
+    """Which uploaded batches (or jobs, by their `owner` column) this scope reads."""
+    if not scope.batches:
+        return false()
+    return true() if scope.owner is None else owner == scope.owner
 
 
 def messages_clause(scope: Scope) -> ColumnElement[bool]:

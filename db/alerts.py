@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, DateTime, Integer, and_, case, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session, joinedload
 
+from db.access import EVERYTHING, Scope, people_clause
 from db.errors import StoreError
 from db.labels import RISKY, effective_label, is_negative
 from db.models import Alert, AlertEvent, Message, Person, utcnow
@@ -263,9 +264,11 @@ def transition_alert(session: Session, alert_id: int, to_status: str, *, by: str
     return alert
 
 
-def refresh_all_alerts(session: Session, rule: AlertRule) -> int:
-    """Re-evaluate `rule` for every person with labelled messages. Returns how many people were checked."""
-    people = list(session.scalars(select(Message.person_id).where(Message.person_id.is_not(None)).distinct()))
+def refresh_all_alerts(session: Session, rule: AlertRule, *, scope: Scope = EVERYTHING) -> int:
+    """Re-evaluate `rule` for every person with labelled messages that `scope` may read (never beyond it).
+    Returns how many people were checked."""
+    people = list(session.scalars(select(Message.person_id).where(
+        Message.person_id.in_(select(Person.id).where(people_clause(scope)))).distinct()))
     for group in _in_groups(people):
         refresh_alerts(session, group, rule)
     return len(people)

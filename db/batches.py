@@ -9,13 +9,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, false, func, select, true
+from sqlalchemy import ColumnElement, case, func, select, true
 from sqlalchemy.orm import Session
 
-from db.access import EVERYTHING, Scope
+from db.access import EVERYTHING, Scope, batches_clause
 from db.alerts import open_alert
 from db.labels import effective_label, effective_risk, effective_risk_category, flagged, negatives, risky_count
-from db.models import Alert, Batch, Message, Person, utcnow
+from db.models import COMMENTER_PREFIX, Alert, Batch, Message, Person, utcnow
 
 
 def find_batch(session: Session, sha256: str, options: str) -> Batch | None:
@@ -61,11 +61,12 @@ def reopen_batch(session: Session, batch_id: int) -> None:
 
 
 def get_batch(session: Session, batch_id: int, scope: Scope = EVERYTHING) -> Batch | None:
-    return session.get(Batch, batch_id) if scope.batches else None
+    return session.scalar(select(Batch).where(Batch.id == batch_id, batches_clause(scope, Batch.owner)))
 
 
 def list_batches(session: Session, scope: Scope = EVERYTHING, limit: int = 50) -> list[Batch]:
-    return list(session.scalars(select(Batch).where(true() if scope.batches else false())
+    """The newest batches this scope reads (a moderator: their own uploads only)."""
+    return list(session.scalars(select(Batch).where(batches_clause(scope, Batch.owner))
                                 .order_by(Batch.id.desc()).limit(limit)))
 
 
@@ -75,7 +76,7 @@ class BatchCounts:
     negatives: int
     flagged: int
     risky: int
-    people_alerted: int  # authors in this batch with an open alert
+    people_alerted: int  # this batch's commenters with an open alert (never students: uploads cannot reach them)
     blank: int
     duplicate: int
 
@@ -147,8 +148,9 @@ def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *
     if limit is not None:
         query = query.limit(limit)
     for r in session.execute(query):
-        yield BatchRow(message_id=r[0], row=r[1], person=r[2], text=r[3], label=r[4], model_label=r[5],
-                       corrected=r[6] is not None, confidence=r[7], uncertain=r[8], risk=r[9], risk_category=r[10],
+        yield BatchRow(message_id=r[0], row=r[1], person=r[2] and r[2].removeprefix(COMMENTER_PREFIX), text=r[3],
+                       label=r[4], model_label=r[5], corrected=r[6] is not None, confidence=r[7], uncertain=r[8],
+                       risk=r[9], risk_category=r[10],
                        flagged=bool(r[11]), cells=json.loads(r[12]) if r[12] else None)
 
 

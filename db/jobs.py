@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import false, select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
-from db.access import EVERYTHING, Scope
+from db.access import EVERYTHING, Scope, batches_clause
 from db.models import Batch, Job, utcnow
 
 STATUSES = ("queued", "running", "cancelling", "complete", "failed", "cancelled")
@@ -103,6 +103,11 @@ def request_cancel(session: Session, job_id: int) -> tuple[str, str | None] | No
     return "cancelling", None
 
 
+def active_jobs_of(session: Session, owner: str) -> int:
+    """How many screenings this uploader has queued or running (their quota's count)."""
+    return session.scalar(select(func.count(Job.id)).where(Job.owner == owner, Job.status.in_(ACTIVE)))
+
+
 def kept_files(session: Session) -> list[str]:
     """The kept uploads of jobs still queued or running."""
     return list(session.scalars(select(Job.file_path).where(Job.status.in_(ACTIVE), Job.file_path.is_not(None))))
@@ -152,6 +157,6 @@ def list_jobs(session: Session, scope: Scope = EVERYTHING, *, ids: tuple[int, ..
         wanted = Job.status.in_(ACTIVE) | Job.id.in_(ids)
     else:
         wanted = Job.id.in_(ids) if ids else true()
-    jobs = session.scalars(select(Job).where(true() if scope.batches else false(), wanted,
+    jobs = session.scalars(select(Job).where(batches_clause(scope, Job.owner), wanted,
                                              Job.created_at >= utcnow() - since).order_by(Job.id.desc()).limit(50))
     return [_view(job) for job in jobs]

@@ -44,13 +44,23 @@ class SchemaVersion(Base):
     applied_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+# Uploaded comments are written by commenters, not students: their authors live under this prefix, so a CSV that
+# names a student's handle can never add to that student's record, hide their messages or move their alerts.
+COMMENTER_PREFIX = "comment:"
+
+
 class Person(Base):
+    """Someone whose messages are stored. Two populations that never mix: `person` (students and anyone who chats,
+    in a group) and `commenter` (an author named in an uploaded comment export, whose handle carries the
+    `COMMENTER_PREFIX`, so an upload can never write into a student's record)."""
+
     __tablename__ = "people"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     handle: Mapped[str] = mapped_column(String(200), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     group_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="person")  # person | commenter
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(back_populates="person", passive_deletes=True)
@@ -113,6 +123,7 @@ class Message(Base):
     reply: Mapped[str | None] = mapped_column(Text)
     reply_kind: Mapped[str | None] = mapped_column(String(20))  # generated | safe (the reviewed message) | None
     reply_interrupted: Mapped[bool | None] = mapped_column(Boolean)  # the reply stopped before it was finished
+    author: Mapped[str | None] = mapped_column(String(200))  # who typed it: the signed-in user (or cli:<user>)
 
     person: Mapped[Person | None] = relationship(back_populates="messages")
     corrections: Mapped[list[Correction]] = relationship(back_populates="message", order_by="Correction.id",
@@ -305,8 +316,10 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(300), unique=True)  # how an OIDC sign-in finds its user
     person_handle: Mapped[str | None] = mapped_column(String(200))  # a student's own person in the store
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # unused since schema 4 (SignInThrottle)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)  # unused since schema 4: nobody is locked out
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500))  # the school identity bound at first sign-in
+    oidc_subject: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -332,6 +345,18 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins counted per client (its address) and per typed name (hashed: a name field sometimes holds a
+    password): after a few, that key waits, twice as long after each further failure (db.signin)."""
+
+    __tablename__ = "signin_throttle"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AuditEvent(Base):

@@ -1,15 +1,17 @@
 """Privacy requests and limits: everything about one person (subject access), erasing one person, deleting what is
 older than the retention period, and the audit log that records who read or changed what.
 
-Erasing deletes rows; `db.session.compact` then folds the WAL back into the file, and SQLite's secure_delete
-overwrites freed pages, so no copy of an erased text stays in the database file.
+Erasing deletes rows and takes the person out of the audit log; `db.session.compact` then folds the WAL back into the
+file, and SQLite's secure_delete overwrites freed pages, so no copy of an erased text stays in the database file.
+Retention is compacted the same way (aio_core.workflows.privacy).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope
@@ -66,12 +68,37 @@ def _erase_messages(session: Session, message_ids: select) -> dict[str, int]:
     return {"label_versions": versions, "corrections": corrections, "risk_reviews": reviews}
 
 
+ERASED = "(erased)"
+
+
+def _forget_in_audit(session: Session, person: Person, alert_ids: list[str]) -> None:
+    """Keep every audit event about `person`, but not who it was about: their handle and name become ERASED
+    wherever they appear, and staff notes on their alerts (which name them, or say what happened) are dropped."""
+    names = sorted({n for n in (person.handle, person.display_name) if n and len(n) >= 3}, key=len, reverse=True)
+    named = [func.lower(AuditEvent.detail).contains(n.lower()) for n in names] + \
+            [func.lower(AuditEvent.target).contains(n.lower()) for n in names]
+    about = or_(AuditEvent.target == person.handle, *named,
+                and_(AuditEvent.action.like("alert.%"), AuditEvent.target.in_(alert_ids or ["-"])))
+    for event in session.scalars(select(AuditEvent).where(about)):
+        if event.action.startswith("alert.") and event.target in alert_ids:
+            event.detail = None  # the note a member of staff wrote about this person
+        if event.target == person.handle:
+            event.target = ERASED
+        for name in names:
+            pattern = re.compile(re.escape(name), re.IGNORECASE)
+            event.target = pattern.sub(ERASED, event.target) if event.target else event.target
+            event.detail = pattern.sub(ERASED, event.detail) if event.detail else event.detail
+
+
 def erase_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> dict[str, int] | None:
-    """Delete the person, their messages, corrections, label history, alerts and alert history. Returns what was
-    deleted, by kind."""
+    """Delete the person, their messages, corrections, label history, alerts and alert history, and forget them in
+    the audit log (its events stay, without their handle, name or the notes about them). Returns what was deleted,
+    by kind."""
     person = get_person(session, handle, scope)
     if person is None:
         return None
+    _forget_in_audit(session, person, [str(i) for i in session.scalars(select(Alert.id)
+                                                                      .where(Alert.person_id == person.id))])
     mine = select(Message.id).where(Message.person_id == person.id)
     counts = _erase_messages(session, mine)
     alert_ids = select(Alert.id).where(Alert.person_id == person.id)
@@ -98,9 +125,18 @@ def apply_retention(session: Session, days: int, *, now: datetime | None = None)
     return deleted
 
 
+AUDIT_LIMITS = {"actor": 200, "action": 50, "target": 300, "detail": 2000}  # characters; longer is cut, marked
+
+
+def _capped(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[:limit - 1] + "…"
+
+
 def audit(session: Session, actor: str, action: str, target: str | None = None, detail: str | None = None) -> None:
-    """Record one action in the audit log (in the caller's transaction: the action and its record go together)."""
-    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+    """Record one action in the audit log (in the caller's transaction: the action and its record go together).
+    Each field is capped (AUDIT_LIMITS), so nobody can grow the log by typing a long name."""
+    fields = {"actor": actor, "action": action, "target": target, "detail": detail}
+    session.add(AuditEvent(**{name: _capped(value, AUDIT_LIMITS[name]) for name, value in fields.items()}))
 
 
 def read_audit(session: Session, *, limit: int = 1000, action: str | None = None,

@@ -12,9 +12,9 @@ from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, messages_clause, people_clause
-from db.alerts import list_alerts, open_alert
+from db.alerts import ACTIVE, list_alerts, open_alert
 from db.labels import effective_label, negatives, risky_count
-from db.models import Alert, Batch, Message, Person
+from db.models import Alert, Batch, Message, Person, User, UserGroup
 from db.rules import AlertRule, flagged_windows, rolling_share
 
 SOURCES = ("chat", "csv", "cli")
@@ -40,14 +40,19 @@ class Filters:
             conditions.append(Message.created_at <= self.until)
         return and_(*conditions)
 
-    def people(self) -> ColumnElement[bool]:
+    def people(self, scope: Scope = EVERYTHING) -> ColumnElement[bool]:
+        """The people these filters select; the search matches names, and texts only where `scope` may read them
+        (a search is a way of reading: a match would tell who wrote a phrase)."""
         conditions = [true()]
         if self.groups:
             conditions.append(Person.group_name.in_(self.groups))
         if self.search.strip():
             like = f"%{self.search.strip()}%"
-            conditions.append(or_(Person.handle.ilike(like), Person.display_name.ilike(like),
-                                  Person.id.in_(select(Message.person_id).where(Message.text.ilike(like)))))
+            matches = [Person.handle.ilike(like), Person.display_name.ilike(like)]
+            if scope.texts:
+                matches.append(Person.id.in_(select(Message.person_id).where(Message.text.ilike(like),
+                                                                             messages_clause(scope))))
+            conditions.append(or_(*matches))
         return and_(*conditions)
 
 
@@ -73,7 +78,7 @@ class Overview:
 def _visible_messages(scope: Scope, filters: Filters) -> ColumnElement[bool]:
     """Messages the scope may read and the filters select (a person filter applies to people's messages only)."""
     narrowed = filters.groups or filters.search.strip()
-    people = select(Person.id).where(people_clause(scope), filters.people())
+    people = select(Person.id).where(people_clause(scope), filters.people(scope))
     return and_(messages_clause(scope), filters.messages(),
                 Message.person_id.in_(people) if narrowed else true())
 
@@ -83,7 +88,7 @@ def overview(session: Session, scope: Scope = EVERYTHING, filters: Filters = NO_
     messages, labelled, negative, risky = session.execute(
         select(func.count(Message.id), func.count(effective_label()), negatives(),
                risky_count()).where(shown)).one()
-    people = select(Person.id).where(people_clause(scope), filters.people(),
+    people = select(Person.id).where(people_clause(scope), filters.people(scope),
                                      Person.id.in_(select(Message.person_id).where(shown)))
     alerts = select(Alert).where(open_alert(), Alert.person_id.in_(people))
     batches = select(func.count(Batch.id)).where(true() if scope.batches else false())
@@ -153,7 +158,7 @@ def rank_people(session: Session, *, days: int = 7, limit: int = 50, scope: Scop
                recent.c.last, func.coalesce(alerts.c.open, 0), func.coalesce(alerts.c.urgent, 0))
         .outerjoin(recent, recent.c.person_id == Person.id)
         .outerjoin(alerts, alerts.c.person_id == Person.id)
-        .where(people_clause(scope), filters.people(), Person.id.in_(present))
+        .where(people_clause(scope), filters.people(scope), Person.id.in_(present))
     ).all()
     by_person: dict[int, list[str]] = {}
     for pid, source in session.execute(select(sources.c.person_id, sources.c.source)):
@@ -173,6 +178,7 @@ class OverviewReport:
     activity: list[tuple[str, str | None, int]]  # (day, label, count)
     unlabelled: int
     urgent: list[Alert]  # open urgent and concern risk alerts, shown first with their message
+    unrouted: list[Alert] = field(default_factory=list)  # for an admin: open alerts no teacher or counsellor sees
 
 
 def overview_report(session: Session, *, scope: Scope = EVERYTHING, filters: Filters = NO_FILTERS, days: int = 60,
@@ -184,10 +190,22 @@ def overview_report(session: Session, *, scope: Scope = EVERYTHING, filters: Fil
         search=filters.search)
     ranked = [p for p in rank_people(session, days=rule_days, limit=top, scope=scope, filters=filters)
               if p.open_alerts or p.negatives or p.risky]
-    people = select(Person.id).where(people_clause(scope), filters.people())
-    urgent = [a for a in list_alerts(session, ("open", "acknowledged"), person_ids=people) if a.kind == "risk"]
+    people = select(Person.id).where(people_clause(scope), filters.people(scope))
+    urgent = [a for a in list_alerts(session, ACTIVE, person_ids=people) if a.kind == "risk"]
     return OverviewReport(totals=totals, first_to_look_at=ranked, activity=daily_counts(session, scope, window),
-                          unlabelled=totals.messages - totals.labelled, urgent=urgent)
+                          unlabelled=totals.messages - totals.labelled, urgent=urgent,
+                          unrouted=unrouted_alerts(session) if scope.groups is None and scope.people else [])
+
+
+def unrouted_alerts(session: Session) -> list[Alert]:
+    """Open alerts that no teacher or counsellor would see: on a person in no group, or in a group that no active
+    teacher or counsellor has. Only an admin (who reads everything) can route them, so the admin is shown them.
+    Commenters of uploaded exports are not a school's people and are not routed."""
+    routed = (select(UserGroup.group_name).join(User, User.id == UserGroup.user_id)
+              .where(User.role.in_(("counsellor", "teacher")), User.disabled.is_(False)))
+    people = select(Person.id).where(Person.kind == "person",
+                                     or_(Person.group_name.is_(None), Person.group_name.not_in(routed)))
+    return list_alerts(session, ACTIVE, person_ids=people)
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Column, Connection, Engine, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from db.errors import StoreError
-from db.models import Alert, Base, Batch, Job, Message, Person, RiskCorrection, SchemaVersion
+from db.models import (
+    COMMENTER_PREFIX,
+    Alert,
+    Base,
+    Batch,
+    Job,
+    Message,
+    Person,
+    RiskCorrection,
+    SchemaVersion,
+    SignInThrottle,
+    User,
+)
 
 
 def text_hash(value: str) -> str:
@@ -34,6 +47,8 @@ def text_hash(value: str) -> str:
 
 
 def _add_column(connection: Connection, column: Column, default: str | None = None) -> None:
+    if column.name in {c["name"] for c in inspect(connection).get_columns(column.table.name)}:
+        return  # the table was created by an earlier step from today's models (a v1 file), column and all
     kind = column.type.compile(connection.dialect)
     extra = f" NOT NULL DEFAULT {default}" if default is not None else ""
     connection.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}{extra}"))
@@ -72,16 +87,45 @@ def _to_v3(connection: Connection) -> None:
 
 
 def _to_v4(connection: Connection) -> None:
+    """Who wrote each message, commenters apart from students, a school identity bound to its first subject, and
+    sign-in throttling. Uploaded rows that an older version stored under a student move to that handle's commenter
+    (with the risk alerts they raised); a person known only from uploads becomes a commenter."""
+    m, p, u = Message.__table__.c, Person.__table__.c, User.__table__.c
+    _add_column(connection, p.kind, "'person'")
+    for column in (m.author, u.oidc_issuer, u.oidc_subject):
+        _add_column(connection, column)
+    SignInThrottle.__table__.create(connection, checkfirst=True)
+    people, messages, alerts = Person.__table__, Message.__table__, Alert.__table__
+    uploaded = select(m.person_id).where(m.batch_id.is_not(None)).distinct()
+    for person_id, handle, display in connection.execute(select(p.id, p.handle, p.display_name)
+                                                         .where(p.id.in_(uploaded))).all():
+        spoken = connection.scalar(select(func.count()).where(m.person_id == person_id, m.batch_id.is_(None)))
+        name = COMMENTER_PREFIX + handle
+        commenter = connection.scalar(select(p.id).where(p.handle == name))
+        if not spoken and commenter is None:  # known from uploads only: it was a commenter all along
+            connection.execute(update(people).where(p.id == person_id).values(kind="commenter", handle=name))
+            continue
+        if commenter is None:
+            commenter = connection.execute(people.insert().values(handle=name, display_name=display,
+                                                                   kind="commenter")).inserted_primary_key[0]
+        moved = select(m.id).where(m.person_id == person_id, m.batch_id.is_not(None))
+        connection.execute(update(alerts).where(alerts.c.kind == "risk", alerts.c.person_id == person_id,
+                                                alerts.c.message_id.in_(moved)).values(person_id=commenter))
+        connection.execute(update(messages).where(m.person_id == person_id, m.batch_id.is_not(None))
+                           .values(person_id=commenter))
+
+
+def _to_v5(connection: Connection) -> None:
     """Risk that a person reviews and a head reads: the reviewed risk, the risk head's id, the review history."""
     m = Message.__table__.c
     for column in (m.risk_head_id, m.human_risk, m.human_risk_category):
         _add_column(connection, column)
-    RiskCorrection.__table__.create(connection)
+    RiskCorrection.__table__.create(connection, checkfirst=True)
 
 
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
 # directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4), (5, _to_v5)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 
@@ -155,6 +199,17 @@ def explain(error: SQLAlchemyError | sqlite3.Error, url: str) -> StoreError:
     return StoreError(f"The database {where} failed: {first}. Check AIO_DB_URL.")
 
 
+def _private_file(path: Path, *, create: bool) -> None:
+    """A new database file and its folder readable by this account only (0600 / 0700): they hold minors'
+    messages. SQLite gives the -wal and -shm files the database file's permissions. An existing file is left as
+    its owner set it."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if create and not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process created it a moment ago
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_db(url: str) -> Engine:
     """An engine for `url` with the schema in place (created or migrated); raises UserError if unusable."""
     parsed = make_url(url)
@@ -164,7 +219,7 @@ def make_db(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             file = parsed.database.removeprefix("file:") if parsed.query.get("uri") else parsed.database
             try:
-                Path(file).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(file).expanduser(), create=parsed.query.get("mode") != "ro")
             except OSError as exc:
                 raise StoreError(f"Cannot create the folder for the database {parsed.database} ({exc.strerror}); "
                                 "set AIO_DB_URL to a writable location.") from exc

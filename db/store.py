@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, people_clause
 from db.alerts import raise_risk_alerts, refresh_alerts
-from db.models import Message, Person, utcnow
+from db.errors import StoreError
+from db.models import COMMENTER_PREFIX, Message, Person, utcnow
 from db.rules import AlertRule
 from db.session import text_hash
 
@@ -53,13 +54,29 @@ class NewMessage:
     row_index: int | None = None
     cells: str | None = None  # an uploaded row's original cells, JSON
     reply: str | None = None
+    author: str | None = None  # who typed it (the signed-in user, or cli:<user>)
+
+    @property
+    def handle(self) -> str | None:
+        """The stored person's handle: an uploaded row's author (a row of a batch) is a commenter."""
+        if self.person is None:
+            return None
+        return COMMENTER_PREFIX + self.person if self.batch_id is not None else self.person
 
 
 _COLUMNS = {f.name for f in fields(NewMessage)} - {"person", "display_name", "group", "created_at"}
 
 
+def check_handle(handle: str) -> None:
+    """A handle someone types for a person (chat, CLI, an account) may not take the commenters' namespace."""
+    if handle.startswith(COMMENTER_PREFIX):
+        raise StoreError(f"Handles starting with {COMMENTER_PREFIX!r} belong to authors of uploaded comments; "
+                         "choose another handle.")
+
+
 def ensure_people(session: Session, people: dict[str, tuple[str | None, str | None]]) -> dict[str, int]:
-    """Ids for these handles ({handle: (display name, group)}), creating the people that are new.
+    """Ids for these handles ({handle: (display name, group)}), creating the people that are new (a handle in
+    the commenters' namespace makes a commenter, with the author's own name to show).
 
     On a server database another writer may create the same handle at the same moment; the insert then runs in a
     savepoint, and a unique-key clash reads back the other writer's row instead of failing the whole batch.
@@ -69,9 +86,12 @@ def ensure_people(session: Session, people: dict[str, tuple[str | None, str | No
     ids = dict(session.execute(select(Person.handle, Person.id).where(Person.handle.in_(list(people)))).all())
     for handle in sorted(set(people) - set(ids)):  # one order everywhere, so concurrent writers cannot deadlock
         display, group = people[handle]
+        commenter = handle.startswith(COMMENTER_PREFIX)
         try:
             with session.begin_nested():
-                person = Person(handle=handle, display_name=display or handle, group_name=group)
+                person = Person(handle=handle, group_name=None if commenter else group,
+                                display_name=display or handle.removeprefix(COMMENTER_PREFIX),
+                                kind="commenter" if commenter else "person")
                 session.add(person)
             ids[handle] = person.id
         except IntegrityError:
@@ -112,10 +132,13 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
     appear earlier in `rows`) is skipped: its id is None. A batch row that is stored already (a chunk retried after
     a crash, or resumed by another worker) is not stored again: its id is the stored message's. Returns the ids in
     order."""
-    wanted = {r.person: (r.display_name, r.group) for r in rows if r.person}
+    for row in rows:
+        if row.person and row.batch_id is None:
+            check_handle(row.person)
+    wanted = {r.handle: (r.display_name, r.group) for r in rows if r.person}
     people = ensure_people(session, wanted)
     now = utcnow()
-    keyed = [(people.get(r.person) if r.person else None, r.created_at or now, text_hash(r.text)) for r in rows]
+    keyed = [(people.get(r.handle) if r.person else None, r.created_at or now, text_hash(r.text)) for r in rows]
     skip: set[tuple[int, datetime, str]] = set()
     if skip_duplicates:
         checkable = [k for k, r in zip(keyed, rows, strict=True) if k[0] is not None and r.created_at is not None]
@@ -175,9 +198,13 @@ def get_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> Pers
     return session.scalar(select(Person).where(Person.handle == handle, people_clause(scope)))
 
 
-def list_people(session: Session, scope: Scope = EVERYTHING, *, source: str | None = None) -> list[Person]:
-    """People the scope may read, by display name; only those with messages from `source` when given."""
+def list_people(session: Session, scope: Scope = EVERYTHING, *, source: str | None = None,
+                kind: str | None = None) -> list[Person]:
+    """People the scope may read, by display name; only those with messages from `source`, or of `kind` (person |
+    commenter), when given."""
     query = select(Person).where(people_clause(scope)).order_by(Person.display_name, Person.handle)
+    if kind is not None:
+        query = query.where(Person.kind == kind)
     if source is not None:
         query = query.where(Person.id.in_(select(Message.person_id).where(Message.source == source)))
     return list(session.scalars(query))

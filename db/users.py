@@ -1,6 +1,6 @@
-"""Accounts for signing in to the dashboard: local accounts with argon2id password hashes (argon2-cffi) and throttled
-sign-in, or a school identity provider's verified address (OIDC, `sign_in_oidc`); sessions that expire; and the
-admin-set settings (what teachers may read, how long messages are kept).
+"""Accounts for signing in to the dashboard: local accounts with argon2id password hashes (argon2-cffi; signing in
+with one is db.signin, throttled), or a school identity provider's verified address (OIDC, `sign_in_oidc`); sessions
+that expire; and the admin-set settings (what teachers may read, how long messages are kept, the alert rule).
 
 Only a hash of a session token is stored, so a copy of the database cannot be used to sign in. Every sign-in attempt
 and every change here is written to the audit log in the same transaction.
@@ -8,13 +8,9 @@ and every change here is written to the audit log in the same transaction.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -22,13 +18,13 @@ from db.access import ROLES, Scope, scope_for
 from db.errors import StoreError
 from db.models import AuthSession, Setting, User, UserGroup, utcnow
 from db.privacy import audit
+from db.signin import HASHER, MAX_NAME, new_session, token_hash
+from db.store import check_handle
 
-HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 MIN_PASSWORD = 10
-LOCK_AFTER = 5  # failed attempts in a row ...
-LOCK_FOR = timedelta(minutes=5)  # ... lock the account this long
 DEFAULT_SESSION = timedelta(hours=8)
-SETTINGS = {"teachers_read_messages": "no", "retention_days": "0"}  # defaults; 0 = keep messages until erased
+# Defaults. retention_days 0 = keep messages until erased; alert_rule "" = the AIO_ALERT_* settings (else JSON).
+SETTINGS = {"teachers_read_messages": "no", "retention_days": "0", "alert_rule": ""}
 
 
 @dataclass(frozen=True)
@@ -68,13 +64,15 @@ def add_user(session: Session, username: str, password: str | None, *, role: str
     may be None (the account then signs in through the school's provider only)."""
     typed, username = username.strip(), username.strip().lower()
     email = (email or "").strip().lower() or None
-    if not username:
-        raise StoreError("A user needs a name to sign in with.")
+    if not username or len(username) > MAX_NAME:
+        raise StoreError(f"A user needs a name to sign in with, of at most {MAX_NAME} characters.")
     _check_role(role)
     if password is not None or email is None:
         _check_password(password or "")
     if role == "student" and not person:
         raise StoreError("A student account needs the handle of their own person (--person HANDLE).")
+    if person:
+        check_handle(person)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise StoreError(f"There is already a user {username!r}; choose another name.")
     if email and session.scalar(select(User.id).where(User.email == email)) is not None:
@@ -137,78 +135,44 @@ def set_password(session: Session, username: str, password: str, *, by: str) -> 
     audit(session, by, "user.set_password", user.username)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def sign_in(session: Session, username: str, password: str, *, lifetime: timedelta = DEFAULT_SESSION,
-            now: datetime | None = None) -> tuple[str | None, str | None]:
-    """(a new session token, None) for these credentials, or (None, the reason in one sentence). Failed attempts
-    are counted and lock the account for a while; nothing is raised, so the caller's transaction commits them."""
-    try:
-        return _sign_in(session, username, password, lifetime=lifetime, now=now), None
-    except SignInError as error:
-        return None, str(error)
-
-
-def _sign_in(session: Session, username: str, password: str, *, lifetime: timedelta, now: datetime | None) -> str:
+def sign_in_oidc(session: Session, email: str | None, *, issuer: str = "", subject: str = "", verified: bool = False,
+                 lifetime: timedelta = DEFAULT_SESSION, now: datetime | None = None) -> tuple[str | None, str | None]:
+    """A session token for the account whose address the school's identity provider vouched for, or (None, the
+    reason in one sentence). The provider proves who it is; the account decides what they may see, so an address
+    without an account gets nothing. The address counts only when the provider says it verified it
+    (`email_verified` true; missing means not), and the first sign-in binds the account to that provider's
+    subject: another subject presenting the same address later is refused."""
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
-    if user is None or user.password_hash is None:
-        audit(session, username.strip().lower() or "?", "signin.failed", detail="unknown user")
-        raise SignInError("That user name and password do not match; check both and try again.")
-    if user.disabled:
-        audit(session, user.username, "signin.failed", detail="disabled")
-        raise SignInError("This account is disabled; ask an administrator to enable it.")
-    if user.locked_until is not None and user.locked_until > now:
-        minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-        audit(session, user.username, "signin.failed", detail="locked")
-        raise SignInError(f"Too many wrong passwords: this account is locked for {minutes} more minute(s).")
-    try:
-        HASHER.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= LOCK_AFTER:
-            user.locked_until, user.failed_logins = now + LOCK_FOR, 0
-        audit(session, user.username, "signin.failed", detail="wrong password")
-        raise SignInError("That user name and password do not match; check both and try again.") from None
-    if HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
-    user.failed_logins, user.locked_until = 0, None
-    token = secrets.token_urlsafe(32)
-    session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
-                            expires_at=now + lifetime))
-    audit(session, user.username, "signin")
-    return token
-
-
-def sign_in_oidc(session: Session, email: str | None, *, issuer: str = "", lifetime: timedelta = DEFAULT_SESSION,
-                 now: datetime | None = None) -> tuple[str | None, str | None]:
-    """A session token for the account whose address the school's identity provider vouched for (OIDC, a verified
-    `email` claim), or (None, the reason in one sentence). The provider proves who it is; the account decides what
-    they may see, so an address without an account gets nothing."""
-    now = now or utcnow()
-    address = (email or "").strip().lower()
+    address = (email or "").strip().lower()[:300]
+    where = f"oidc {issuer}".strip()[:300]
+    if not verified:
+        audit(session, "unknown user", "signin.failed", detail=f"oidc: address not verified {issuer}".strip())
+        return None, ("Your school's sign-in did not confirm that this e-mail address is yours (it is not "
+                      "verified there); ask the school's IT to verify it, then sign in again.")
     user = session.scalar(select(User).where(User.email == address)) if address else None
     if user is None:
         audit(session, address or "?", "signin.failed", detail=f"oidc: no account {issuer}".strip())
         return None, (f"You signed in as {address or 'an account without an e-mail address'}, but no account here "
                       "uses that address; ask an administrator to add it.")
+    if user.oidc_subject is None:
+        user.oidc_issuer, user.oidc_subject = issuer, subject
+        audit(session, user.username, "user.bind_school_account", user.username, where)
+    elif (user.oidc_issuer, user.oidc_subject) != (issuer, subject):
+        audit(session, user.username, "signin.failed", detail=f"oidc: another subject for this address {issuer}")
+        return None, ("This address belongs to another school account than the one that first signed in with it; "
+                      "ask an administrator to check the account.")
     if user.disabled:
         audit(session, user.username, "signin.failed", detail="oidc: disabled")
         return None, "This account is disabled; ask an administrator to enable it."
-    token = secrets.token_urlsafe(32)
-    session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
-                            expires_at=now + lifetime))
-    user.last_login_at = now
-    audit(session, user.username, "signin", detail=f"oidc {issuer}".strip())
+    token = new_session(session, user, lifetime=lifetime, now=now)
+    audit(session, user.username, "signin", detail=where)
     return token, None
 
 
 def viewer_for(session: Session, token: str | None, *, now: datetime | None = None) -> Viewer:
     """The signed-in user behind a session token, or SignInError (expired, signed out, disabled)."""
     now = now or utcnow()
-    found = session.get(AuthSession, _token_hash(token)) if token else None
+    found = session.get(AuthSession, token_hash(token)) if token else None
     if found is None:
         raise SignInError("You are signed out; sign in to continue.")
     user = session.get(User, found.user_id)
@@ -223,13 +187,13 @@ def viewer_for(session: Session, token: str | None, *, now: datetime | None = No
 
 def viewer_of(session: Session, user: User) -> Viewer:
     groups = frozenset(session.scalars(select(UserGroup.group_name).where(UserGroup.user_id == user.id)))
-    scope = scope_for(user.role, groups, person=user.person_handle,
+    scope = scope_for(user.role, groups, person=user.person_handle, username=user.username,
                       teachers_read_messages=get_setting(session, "teachers_read_messages") == "yes")
     return Viewer(user.username, user.display_name, user.role, groups, user.person_handle, scope)
 
 
 def sign_out(session: Session, token: str) -> None:
-    session.execute(delete(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
+    session.execute(delete(AuthSession).where(AuthSession.token_hash == token_hash(token)))
 
 
 def get_setting(session: Session, key: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from aio_core.workflows.accounts import sign_in
 from db.access import scope_for
 from db.errors import StoreError
 from db.models import AuditEvent, User
@@ -19,8 +20,9 @@ from db.privacy import export_person
 from db.reports import overview, overview_report, person_report, rank_people
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
+from db.signin import CLIENT_FREE
 from db.store import NewMessage, add_messages, chat_history, list_people
-from db.users import LOCK_AFTER, add_user, set_disabled, sign_in, viewer_for
+from db.users import add_user, set_disabled, viewer_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -60,18 +62,16 @@ def test_a_teacher_of_group_a_reads_nothing_of_group_b_through_any_query(db):
         assert list_people(session, moderator) == [] and overview(session, moderator).messages == 0
 
 
-def test_passwords_are_hashed_and_wrong_locked_disabled_and_expired_sessions_say_why(db):
+def test_passwords_are_hashed_and_wrong_throttled_disabled_and_expired_sessions_say_why(db):
     with writing(db) as session:
         add_user(session, "Ms.Lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
     with reading(db) as session:
         stored = session.scalar(select(User.password_hash))
         assert stored.startswith("$argon2id$") and PASSWORD not in stored
-    with writing(db) as session:
-        token, problem = sign_in(session, "ms.lee", "wrong password!")
+    token, problem = sign_in(db, "ms.lee", "wrong password!", client="10.0.0.1")
     assert token is None and problem == "That user name and password do not match; check both and try again."
     now = datetime(2026, 6, 1, 12)
-    with writing(db) as session:
-        token, problem = sign_in(session, "ms.lee", PASSWORD, lifetime=timedelta(hours=1), now=now)
+    token, problem = sign_in(db, "ms.lee", PASSWORD, client="10.0.0.1", lifetime=timedelta(hours=1), now=now)
     assert problem is None
     with writing(db) as session:
         viewer = viewer_for(session, token, now=now + timedelta(minutes=30))
@@ -79,20 +79,17 @@ def test_passwords_are_hashed_and_wrong_locked_disabled_and_expired_sessions_say
     with pytest.raises(Exception, match="Your session has expired; sign in again."):
         with writing(db) as session:
             viewer_for(session, token, now=now + timedelta(hours=2))
-    for _ in range(LOCK_AFTER):
-        with writing(db) as session:
-            sign_in(session, "ms.lee", "not it at all")
-    with writing(db) as session:
-        token, problem = sign_in(session, "ms.lee", PASSWORD)
-    assert token is None and "locked for" in problem  # even the right password waits
+    for _ in range(CLIENT_FREE):
+        sign_in(db, "ms.lee", "not it at all", client="10.0.0.9")
+    token, problem = sign_in(db, "ms.lee", PASSWORD, client="10.0.0.9")
+    assert token is None and "wait" in problem  # even the right password waits, from the client that guessed
     with writing(db) as session:
         set_disabled(session, "ms.lee", True, by="admin")
-    with writing(db) as session:
-        _, problem = sign_in(session, "ms.lee", PASSWORD)
+    _, problem = sign_in(db, "ms.lee", PASSWORD, client="10.0.0.2")
     assert problem == "This account is disabled; ask an administrator to enable it."
     with reading(db) as session:
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
-    assert actions.count("signin.failed") == 1 + LOCK_AFTER + 2 and "signin" in actions
+    assert actions.count("signin.failed") == 1 + CLIENT_FREE + 1 and "signin" in actions
 
 
 # ---- the dashboard -------------------------------------------------------------------------------------------------
@@ -227,14 +224,16 @@ def test_a_school_sign_in_finds_the_account_by_its_verified_address(db):
 
     with writing(db) as session:
         add_user(session, "lee", None, role="teacher", by="test", groups=("Class A",), email="Lee@School.example")
-        token, problem = sign_in_oidc(session, "lee@school.example", issuer="https://idp.example")
+        token, problem = sign_in_oidc(session, "lee@school.example", issuer="https://idp.example",
+                                      subject="lee-1", verified=True)
         assert problem is None and viewer_for(session, token).username == "lee"
-        assert sign_in_oidc(session, "someone@else.example") == (
+        assert sign_in_oidc(session, "someone@else.example", verified=True) == (
             None, "You signed in as someone@else.example, but no account here uses that address; ask an "
                   "administrator to add it.")
-        assert sign_in_oidc(session, None)[0] is None
-        token, _ = sign_in(session, "lee", "any password at all")  # an OIDC-only account has no password
-        assert token is None
+        assert sign_in_oidc(session, None, verified=True)[0] is None
+    token, _ = sign_in(db, "lee", "any password at all", client="10.0.0.1")  # an OIDC-only account has none
+    assert token is None
+    with writing(db) as session:
         events = [(e.actor, e.action, e.detail) for e in read_audit(session, limit=10)]
     assert ("lee", "signin", "oidc https://idp.example") in events
     assert ("someone@else.example", "signin.failed", "oidc: no account") in events

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -434,6 +435,8 @@ client_id = "aio-dashboard"
 client_secret = "{os.urandom(16).hex()}"
 server_metadata_url = "{issuer}/.well-known/openid-configuration"
 """)
+    for address in ("lee@school.example", "old@school.example", "nobody@school.example"):  # the provider vouches
+        _provider_user(issuer, address, {"email": address, "email_verified": True})
     url = f"sqlite:///{folder / 'aio.db'}"
     db = make_db(url)
     with writing(db) as session:
@@ -446,10 +449,19 @@ server_metadata_url = "{issuer}/.well-known/openid-configuration"
     try:
         with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}, port=app_port,
                      options=("--secrets.files", str(secrets_file))) as base:
-            yield base, url
+            yield base, url, issuer
     finally:
         provider.terminate()
         provider.wait(timeout=10)
+
+
+def _provider_user(issuer: str, subject: str, claims: dict) -> None:
+    """What the provider will say about `subject` when it signs in (oidc-provider-mock's own API)."""
+    import json
+
+    request = urllib.request.Request(f"{issuer}/users/{urllib.parse.quote(subject)}", method="PUT",
+                                     data=json.dumps(claims).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10)
 
 
 def _school_sign_in(browser, base: str, address: str):
@@ -468,7 +480,7 @@ def test_a_teacher_signs_in_through_the_school_provider_and_sees_only_their_clas
 
     from db.models import AuditEvent
 
-    base, url = oidc_app
+    base, url, _ = oidc_app
     page = _school_sign_in(browser, base, "lee@school.example")
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
     _settle(page)
@@ -495,13 +507,31 @@ def test_a_teacher_signs_in_through_the_school_provider_and_sees_only_their_clas
     ("old@school.example", "This account is disabled; ask an administrator to enable it."),
 ])
 def test_a_school_identity_without_a_usable_account_is_one_sentence(oidc_app, browser, address, sentence):
-    base, _ = oidc_app
+    base, _, _ = oidc_app
     page = _school_sign_in(browser, base, address)
     page.get_by_text(sentence).wait_for(timeout=60_000)
     body = page.inner_text("body")
     assert "secret" not in body and "Traceback" not in body and "Signed in as" not in body
     page.close()
 
+
+@pytest.mark.parametrize(("subject", "claims", "sentence"), [
+    ("impostor-1", {"email": "lee@school.example"}, "did not confirm"),  # no email_verified: not verified
+    ("impostor-2", {"email": "lee@school.example", "email_verified": False}, "did not confirm"),
+    ("lee-twin", {"email": "lee@school.example", "email_verified": True}, "another school account"),
+])
+def test_a_school_address_signs_in_only_verified_and_only_as_its_first_subject(oidc_app, browser, subject, claims,
+                                                                                sentence):
+    base, _, issuer = oidc_app
+    first = _school_sign_in(browser, base, "lee@school.example")  # binds lee's account to this subject
+    first.get_by_text("Signed in as lee").wait_for(timeout=60_000)
+    first.close()
+    _provider_user(issuer, subject, claims)
+    page = _school_sign_in(browser, base, subject)
+    page.get_by_text(sentence).first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "Signed in as" not in body and "secret" not in body
+    page.close()
 
 
 def test_sign_out_in_the_browser_leaves_nothing_on_screen(school_app, browser):

@@ -48,7 +48,8 @@ def test_every_row_is_stored_once_with_its_label_and_the_results_file_matches(tm
     assert stored(db) == [n for n in range(1, 301) if (n - 1) % 50]
     with reading(db) as session:
         first = session.scalar(select(Message).where(Message.row_index == 2))
-        assert first.text == "comment 1: 这个产品很好" and first.person.handle == "user1"
+        assert first.text == "comment 1: 这个产品很好" and first.person.handle == "comment:user1"  # a commenter
+        assert (first.person.kind, first.person.display_name) == ("commenter", "user1")
         assert first.created_at.isoformat() == "2026-05-02T10:01:00" and first.source == "csv"
         assert first.prompt_version == engine.prompt.version
     out = inspect_csv(tmp_path / "out.csv")

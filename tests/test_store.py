@@ -222,7 +222,6 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:  # as version 2 made it
         connection.execute("ALTER TABLE jobs DROP COLUMN rows_done")
         connection.execute("ALTER TABLE jobs DROP COLUMN rows_at_start")
-        _as_version_3(connection)
         connection.execute("UPDATE schema_version SET version = 2")
         connection.execute("INSERT INTO jobs (status, file_name, options, rows, created_at, updated_at) "
                            "VALUES ('complete', 'old.csv', '{}', 7, '2026-01-01', '2026-01-01')")
@@ -230,26 +229,26 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
-def _as_version_3(connection: sqlite3.Connection) -> None:
-    """Undo what version 4 added: risk reviews and the risk head's id."""
+def _as_version_4(connection: sqlite3.Connection) -> None:
+    """Undo what version 5 added: risk reviews and the risk head's id."""
     for column in ("risk_head_id", "human_risk", "human_risk_category"):
         connection.execute(f"ALTER TABLE messages DROP COLUMN {column}")
     connection.execute("DROP TABLE risk_corrections")
-    connection.execute("UPDATE schema_version SET version = 3")
+    connection.execute("DELETE FROM schema_version WHERE version > 4")
 
 
-def test_a_version_3_file_gets_risk_reviews_and_keeps_its_risk_alerts(tmp_path):
-    url = f"sqlite:///{tmp_path / 'v3.db'}"
+def test_a_version_4_file_gets_risk_reviews_and_keeps_its_risk_alerts(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v4.db'}"
     database = make_db(url)
     with writing(database) as session:
         add_messages(session, [NewMessage("i want to die", "chat", person="amy", label="negative", risk="urgent",
                                           risk_category="self-harm", risk_version="phrases-2")], rule=AlertRule())
     database.dispose()
-    with sqlite3.connect(tmp_path / "v3.db") as connection:
-        _as_version_3(connection)
+    with sqlite3.connect(tmp_path / "v4.db") as connection:
+        _as_version_4(connection)
     database = make_db(url)
     with writing(database) as session:
         (message,) = session.scalars(select(Message)).all()

@@ -6,7 +6,10 @@ the conversions between them live here, once: settings to the alert rule, a Sent
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine as Database
 
 from aio_core.assessment import assess as read_once
 from aio_core.classify import Sentiment
@@ -16,13 +19,21 @@ from aio_core.risk import Risk
 from aio_core.settings import Settings
 from db.errors import StoreError
 from db.rules import AlertRule
+from db.session import reading
+from db.users import get_setting
 
 # Problems a user can fix, from either side: each is one sentence that names the fix.
 USER_ERRORS = (UserError, StoreError)
 
 
-def alert_rule(settings: Settings) -> AlertRule:
-    """The sustained-negativity rule the settings describe."""
+def alert_rule(settings: Settings, db: Database | None = None) -> AlertRule:
+    """The sustained-negativity rule in force: the one an admin saved (Trends, `rules.change_rule`) when `db` is
+    given and one was saved, else the one the settings describe."""
+    if db is not None:
+        with reading(db) as session:
+            saved = get_setting(session, "alert_rule")
+        if saved:
+            return AlertRule(**json.loads(saved))
     return AlertRule(last_n=settings.alert_last_n, last_k=settings.alert_last_k, days=settings.alert_days,
                      share=settings.alert_share, min_messages=settings.alert_min_messages)
 

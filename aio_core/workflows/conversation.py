@@ -15,16 +15,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine as Database
+from sqlalchemy.orm import Session
 
 from aio_core.classify import Sentiment
 from aio_core.engine import Engine
+from aio_core.errors import UserError
 from aio_core.prompts import detect_lang
 from aio_core.reply import DEFAULT_OPTIONS, ReplyOptions, reply, safe_reply
 from aio_core.risk import Risk
+from aio_core.settings import MAX_TEXT_CHARS
 from aio_core.workflows import assess, label_fields
+from db.access import EVERYTHING, Scope
 from db.rules import AlertRule
 from db.session import reading, writing
-from db.store import NewMessage, add_messages, chat_history, set_labels, set_reply, unlabelled_messages
+from db.store import (
+    NewMessage,
+    add_messages,
+    chat_history,
+    check_handle,
+    get_person,
+    set_labels,
+    set_reply,
+    unlabelled_messages,
+)
 
 
 @dataclass
@@ -36,12 +49,13 @@ class Turn:
     reply_kind: str = "generated"  # generated | safe (the reviewed message for a concern/urgent message)
 
 
-def history(db: Database, person: str | None, turns: int = 20) -> list[dict[str, str]]:
-    """The person's earlier chat as {"role", "content"} messages, oldest first."""
+def history(db: Database, person: str | None, turns: int = 20, *, scope: Scope = EVERYTHING
+            ) -> list[dict[str, str]]:
+    """The person's earlier chat as {"role", "content"} messages, oldest first (none outside `scope`)."""
     if not person:
         return []
     with reading(db) as session:
-        stored = chat_history(session, person, turns)
+        stored = chat_history(session, person, turns, scope)
         messages: list[dict[str, str]] = []
         for message in stored:
             messages.append({"role": "user", "content": message.text})
@@ -64,19 +78,38 @@ def _stored_reply(db: Database, message_id: int, pieces: Iterator[str]) -> Itera
             set_reply(session, message_id, "".join(parts), interrupted=not finished)
 
 
+def _check_writer(session: Session, text: str, person: str | None, group: str | None, scope: Scope) -> None:
+    """Refuse, with one sentence, a message that is too long or a person this scope may not chat as or for."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise UserError(f"A message can be at most {MAX_TEXT_CHARS:,} characters, and this one has {len(text):,}; "
+                        "shorten it or send it in parts.")
+    if person is None:
+        return
+    check_handle(person)
+    existing = get_person(session, person)
+    if not scope.may_write_for(person, group, existing):
+        raise UserError(f"You may not chat as or for {person!r}: choose someone in your groups, or a new handle "
+                        "in one of your groups (that handle belongs to someone else).")
+
+
 def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Database, rule: AlertRule,
                source: str = "chat", options: ReplyOptions = DEFAULT_OPTIONS, display_name: str | None = None,
-               group: str | None = None) -> Turn:
-    """Label and store `text`, then return the turn with its reply stream (None without a model)."""
-    earlier = history(db, person)
+               group: str | None = None, scope: Scope = EVERYTHING, author: str | None = None) -> Turn:
+    """Label and store `text` as written by `author` for `person`, then return the turn with its reply stream
+    (None without a model). `scope`: whom the writer may chat as or for, checked before anything of that person
+    is read (their history goes to the model) and again as the message is stored."""
+    with reading(db) as session:
+        _check_writer(session, text, person, group, scope)
+    earlier = history(db, person, scope=scope)
     sentiment, risk = assess([text], engine=engine)[0] if engine else (None, None)
-    row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group,
+    row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group, author=author,
                      **(label_fields(sentiment, engine, risk) if sentiment else {}))
     # Urgent gets the reviewed safe message. Concern is looser by design (a review queue), so it never swaps the
     # reply for a crisis message: the counsellor is told through the alert, the student gets a normal reply.
     urgent = risk is not None and risk.level == "urgent"
     safe = safe_reply(risk.level, detect_lang(text), engine.settings)[0] if urgent else None
     with writing(db) as session:  # the message, its alerts and (for a risk) its safe reply are stored together
+        _check_writer(session, text, person, group, scope)  # the person may have been created meanwhile
         (message_id,) = add_messages(session, [row], rule=rule)
         if safe is not None:
             set_reply(session, message_id, safe, kind="safe")

@@ -37,6 +37,7 @@ from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.screening import ScreenOptions, close_batch, new_summary, open_batch, screen_file
 from db.jobs import (
     active_job_for_batch,
+    active_jobs_of,
     add_job,
     claim_next,
     end_job,
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 STALE = timedelta(minutes=15)  # a worker on another machine that has written nothing for this long is gone
 PROGRESS_EVERY = 1.0  # seconds between progress writes
+MAX_ACTIVE_PER_OWNER = 3  # one uploader cannot fill the queue (and the disk, with kept copies) for everyone
 _WORKERS: dict[str, threading.Thread] = {}
 _LOCK = threading.Lock()
 
@@ -82,7 +84,14 @@ def jobs_dir(settings: Settings, db: Database) -> Path:
 def submit(path: Path | str, options: ScreenOptions, *, engine: Engine, db: Database, settings: Settings,
            file_name: str | None = None, owner: str | None = None) -> Submitted:
     """Check the whole file now (so a bad file is one sentence at once), keep a private copy and queue a job for it,
-    and make sure a worker runs. The same file with the same columns already queued or running is not queued twice."""
+    and make sure a worker runs. The same file with the same columns already queued or running is not queued twice.
+    Each uploader may have MAX_ACTIVE_PER_OWNER screenings queued or running at once."""
+    if owner is not None:
+        with reading(db) as session:
+            active = active_jobs_of(session, owner)
+        if active >= MAX_ACTIVE_PER_OWNER:
+            raise UserError(f"You have {active} screenings queued or running; wait for one to finish or cancel "
+                            "one, then screen this file.")
     started = time.perf_counter()
     opened = open_batch(path, options, model=engine.name, prompt_version=engine.prompt.version, db=db,
                         file_name=file_name, owner=owner)

@@ -103,10 +103,10 @@ def rescore(*, engine: Engine, db: Database, by: str, batch_id: int | None = Non
     new = {}
     for (message_id, _), sentiment in zip(pending, labels, strict=True):
         new[message_id] = {k: v for k, v in label_fields(sentiment, engine).items() if not k.startswith("risk")}
+    rule = alert_rule(engine.settings, db)
     with writing(db) as session:
         done = apply_rescore(session, new, scope="batch" if batch_id is not None else "person",
-                             target=str(batch_id if batch_id is not None else handle), by=by.strip(),
-                             rule=alert_rule(engine.settings))
+                             target=str(batch_id if batch_id is not None else handle), by=by.strip(), rule=rule)
         return done.rows, done.changed
 
 

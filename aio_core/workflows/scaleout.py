@@ -67,7 +67,7 @@ class ScreenBlock:
         self.settings = Settings(**settings)
         self.engine = get_engine(self.settings)
         self.db = make_db(self.settings.db_url)
-        self.rule = alert_rule(self.settings)
+        self.rule = alert_rule(self.settings, self.db)
         self.options = ScreenOptions(**options)
         self.header = header
         self.batch_id = batch_id

@@ -98,8 +98,8 @@ class ScreenSummary:
         duplicate = (f" {self.duplicate:,} row(s) already stored from an earlier file were not stored twice."
                      if self.duplicate else "")
         return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
-                f"{self.risky:,} at risk, {self.flagged:,} flagged, {self.people_alerted} people with an open alert."
-                f"{blank}{duplicate}")
+                f"{self.risky:,} at risk, {self.flagged:,} flagged, {self.people_alerted} commenters with an open "
+                f"alert.{blank}{duplicate}")
 
 
 _TEXT_NAMES = re.compile(r"text|comment|content|message|body|review|tweet|post|评论|内容|留言|正文|文本|消息", re.I)
@@ -267,7 +267,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
     opened = open_batch(path, options, model=engine.name, prompt_version=engine.prompt.version, db=db,
                         file_name=file_name, owner=owner)
     info, done = opened.info, opened.done
-    rule = alert_rule(engine.settings)
+    rule = alert_rule(engine.settings, db)
     summary = new_summary(opened)
     if progress:
         progress(done, info.rows)
