@@ -37,7 +37,8 @@ from aio_core.workflows.jobs import start_worker
 from aio_core.workflows.privacy import apply_retention
 from app_pages.strings import text
 from db.access import ACTIONS, PAGES
-from db.corrections import correct_label
+from db.corrections import correct_label, review_risk
+from db.privacy import audit
 from db.reports import SOURCES, Filters, groups
 from db.rules import AlertRule
 from db.session import make_db, reading, writing
@@ -292,6 +293,30 @@ def correction_form(key: str, choices: dict[int, str], who: Viewer) -> None:
             done = write(correct_label, message_id, label, by=who.name, rule=rule(), scope=who.scope)
             if done is not None:
                 st.success(t("corrected", id=message_id, label=t(label)))
+
+
+RISK_VERDICTS = {"none": "not_a_risk", "concern": "risk_level_concern", "urgent": "risk_level_urgent"}
+RISK_CATEGORIES = ("self-harm", "harm-to-others", "abuse", "bullying")
+
+
+def risk_review_form(key: str, choices: dict[int, str], who: Viewer) -> None:
+    """A counsellor's review of one shown message's risk ({message id: how it is shown}): "not a risk", or a risk
+    with its level and category. Stored with who and when beside the assessment; its alert opens or closes at once,
+    and the next `fit-head --risk --with-corrections` learns from it."""
+    if not choices or not can(who, "review_risk") or not who.scope.texts:
+        return
+    with st.expander(t("review_risk")):
+        message_id = st.selectbox(t("message"), list(choices), key=f"{key}_message", format_func=choices.get)
+        level = st.radio(t("risk_verdict"), list(RISK_VERDICTS), key=f"{key}_level",
+                         format_func=lambda v: t(RISK_VERDICTS[v]), horizontal=True)
+        category = None if level == "none" else st.selectbox(t("risk_category"), RISK_CATEGORIES,
+                                                                key=f"{key}_category", format_func=t)
+        note = st.text_input(t("note"), key=f"{key}_note")
+        if st.button(t("save_review"), key=f"{key}_save"):
+            done = write(review_risk, message_id, level, category, by=who.name, note=note, scope=who.scope)
+            if done is not None:
+                write(audit, who.username, "risk.review", str(message_id), f"{level} {category or ''}".strip())
+                st.success(t("reviewed", id=message_id, verdict=t(RISK_VERDICTS[level])))
 
 
 _RETENTION_DAY: dict[str, object] = {}

@@ -141,6 +141,16 @@ STRINGS: dict[str, dict[str, str]] = {
 
     # corrections
     "correct_label": {"en": "Correct a label", "zh": "更正标签"},
+    "review_risk": {"en": "Review a message's risk", "zh": "复核消息的风险"},
+    "risk_verdict": {"en": "Your review", "zh": "你的判断"},
+    "not_a_risk": {"en": "not a risk", "zh": "没有风险"},
+    "risk_level_concern": {"en": "a risk: concern", "zh": "有风险：需关注"},
+    "risk_level_urgent": {"en": "a risk: urgent", "zh": "有风险：紧急"},
+    "risk_category": {"en": "Category", "zh": "类别"},
+    "save_review": {"en": "Save the review", "zh": "保存复核"},
+    "reviewed": {"en": "Message {id}: {verdict}. Its alert follows at once; the assessment is kept beside it.",
+                 "zh": "消息 {id}：{verdict}。它的预警已随之更新；原来的评估仍保留。"},
+    "risk_now": {"en": "now: {risk}", "zh": "当前：{risk}"},
     "message": {"en": "Message", "zh": "消息"},
     "right_label": {"en": "The right label", "zh": "正确的标签"},
     "save_correction": {"en": "Save the correction", "zh": "保存更正"},

@@ -18,6 +18,7 @@ from app_pages.shared import (
     page,
     read,
     risk_badge,
+    risk_review_form,
     rule,
     t,
     write,
@@ -119,6 +120,9 @@ else:
     st.caption(t("chart_help"))
     correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
                                   for p in reversed(report.points) if p.label}, who)
+    risk_review_form("trend_risk", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} "
+                                    f"({risk_badge(p.risk, p.risk_category) or t('not_a_risk')})"
+                                    for p in reversed(report.points)}, who)
 
 header, rows = person_report_rows(report)
 st.download_button(t("export_person_report", name=report.person.display_name), csv_bytes(header, rows),

@@ -28,9 +28,9 @@ PAGES = {  # which dashboard pages each role may open
     "student": ("chat",),
 }
 ACTIONS = {  # what each role may do beyond reading
-    "admin": {"act_on_alerts", "correct_labels", "screen", "manage_users", "export_person", "erase_person",
-              "change_settings", "read_audit", "fit_head", "chat_as_anyone"},
-    "counsellor": {"act_on_alerts", "correct_labels", "chat_as_anyone"},
+    "admin": {"act_on_alerts", "correct_labels", "review_risk", "screen", "manage_users", "export_person",
+              "erase_person", "change_settings", "read_audit", "fit_head", "chat_as_anyone"},
+    "counsellor": {"act_on_alerts", "correct_labels", "review_risk", "chat_as_anyone"},
     "teacher": {"correct_labels"},
     "moderator": {"screen", "correct_labels"},
     "student": set(),

@@ -223,6 +223,31 @@ def test_a_correction_on_trends_is_stored_with_who_and_changes_the_counts(app_en
                                                                                         "Local user (local)")
 
 
+def test_a_risk_review_on_trends_opens_and_closes_the_messages_alert_at_once(app_env):
+    seed_person(app_env, "kit", "+-+")
+    at = open_page("trends")
+    assert "kit says 1" in " ".join(at.selectbox(key="trend_risk_message").options)
+    with reading(app_env) as session:
+        newest = session.scalars(select(Message).order_by(Message.created_at.desc())).first().id
+    at.selectbox(key="trend_risk_message").set_value(newest).run()
+    at.radio(key="trend_risk_level").set_value("urgent").run()
+    at.selectbox(key="trend_risk_category").set_value("abuse").run()
+    at.text_input(key="trend_risk_note").input("said more in person").run()
+    at.button(key="trend_risk_save").click().run()
+    assert not at.exception and any("alert follows at once" in s for s in values(at.success))
+    with reading(app_env) as session:
+        (alert,) = session.scalars(select(Alert).where(Alert.kind == "risk")).all()
+        assert (alert.message_id, alert.severity, alert.category, alert.status) == (newest, "urgent", "abuse", "open")
+        assert "said more in person" in alert.events[0].note
+    at.run()
+    assert any("abuse" in str(v) for v in frame(at, "status").astype(str).values.ravel())  # the alert is listed
+    at.radio(key="trend_risk_level").set_value("none").run()
+    at.button(key="trend_risk_save").click().run()
+    with reading(app_env) as session:
+        assert session.scalars(select(Alert.status).where(Alert.kind == "risk")).all() == ["resolved"]
+        assert session.get(Message, newest).human_risk == "none"
+
+
 def test_the_screen_table_follows_the_chosen_order_and_filter_from_the_store(app_env):
     """The table once sorted a page copy while the download came from the store; both are now one query."""
     at = open_page("screen")
