@@ -239,6 +239,19 @@ def _study(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("eval-risk")
+def _eval_risk(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.measure.risk_study import evaluate_risk, format_risk_eval
+    from aio_core.risk_fit import read_risk_rows
+
+    rows = read_risk_rows(args.file)  # checks the files before the model loads
+    report = evaluate_risk(rows, engine=_engine(settings))
+    print(format_risk_eval(report))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
 @command("risk-study")
 def _risk_study(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.risk_study import format_risk_study, read_ordinary, risk_study
@@ -524,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)")
     p.add_argument("--corrections", default="0,10,20,50",
                    help="corrections from the held-out domain to add to the head (comma list)")
+    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
+    p = add("eval-risk", "how the engine as it is reads risk in CSVs (text,risk[,risk_category][,kind]): caught, "
+                         "urgent, per category, false alarms, every mistake listed")
+    p.add_argument("file", nargs="+")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
     p = add("risk-study", "risk read leave-one-source-out: phrase lists, the risk head and both, per language and "
                           "category, with false alarms on look-alikes and ordinary text")

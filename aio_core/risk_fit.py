@@ -24,8 +24,9 @@ from aio_core.backends import Readout
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
 from aio_core.heads import features_of
+from aio_core.probes import Probe, fit_linear, fit_network
 from aio_core.prompts import detect_lang
-from aio_core.risk_head import CATEGORIES, Probe, RiskHead, category_index, fit_linear, fit_network, threshold
+from aio_core.risk_head import CATEGORIES, RiskHead, category_index, threshold
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "risk"
 LEVELS = ("none", "concern", "urgent")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,69 +26,13 @@ import numpy as np
 from aio_core.backends import Readout
 from aio_core.errors import UserError
 from aio_core.heads import features_of
+from aio_core.probes import Probe, load_probes, save_probes, weighted_quantile
 
 CATEGORIES = ("self-harm", "harm-to-others", "abuse", "bullying")
-STRENGTH = 0.01  # inverse regularisation C, chosen leave-one-source-out (0.003-0.1 tried; README, Risk)
 # False-alarm budgets, per level, on rows nobody fitted on: (ordinary texts, hard look-alikes). Urgent goes to a
 # counsellor at once and to the safe-message chat, so it may cost at most 1 in 100 ordinary messages and 5 in 100
 # look-alikes; concern goes to a review queue, never to a safe-message-only chat, so it may be looser.
 BUDGETS = {"urgent": (0.01, 0.05), "concern": (0.03, 0.08)}
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A small network on standardised features: (features - mean) / scale, then each hidden layer (ReLU), then the
-    output layer; one output column is squeezed to a vector (log-odds), several stay a matrix."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (weights [in, out], bias [out]), the last one the output
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        for weights, bias in self.layers[:-1]:
-            z = np.maximum(z @ weights + bias, 0.0)
-        weights, bias = self.layers[-1]
-        out = z @ weights + bias
-        return out[:, 0] if out.shape[1] == 1 else out
-
-
-HIDDEN, ALPHA = 64, 3.0  # the any-risk and urgent probes: one ReLU layer, L2 penalty (README, Risk)
-
-
-def _standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return features.mean(axis=0), features.std(axis=0) + 1e-6
-
-
-def fit_network(features: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> Probe:
-    """A binary probe with one hidden layer (scikit-learn's MLPClassifier, L-BFGS, fixed seed: deterministic for the
-    same inputs); its output is the log-odds of the larger target value. Leave-one-source-out it caught 4-7 points
-    more risk than a logistic regression at the same false-alarm rate on look-alikes (README, Risk)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    mean, scale = _standardise(features)
-    weights = np.ones(len(target)) if weights is None else np.asarray(weights, dtype=np.float64)
-    model = MLPClassifier(hidden_layer_sizes=(HIDDEN,), alpha=ALPHA, solver="lbfgs", max_iter=200, random_state=0)
-    with warnings.catch_warnings():  # 200 L-BFGS steps is the measured choice (400 gave the same probe)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit((features - mean) / scale, target, sample_weight=weights / weights.mean())
-    layers = tuple((w.astype(np.float64), b.astype(np.float64)) for w, b in zip(model.coefs_, model.intercepts_,
-                                                                                 strict=True))
-    return Probe(mean, scale, layers)
-
-
-def fit_linear(features: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None,
-               strength: float = STRENGTH) -> Probe:
-    """An L2-regularised logistic regression (scikit-learn's lbfgs) on standardised features: binary when `target`
-    holds two values (the output is the log-odds of the larger one), multinomial otherwise (log-probabilities up to
-    a constant, columns in sorted class order)."""
-    from sklearn.linear_model import LogisticRegression
-
-    mean, scale = _standardise(features)
-    model = LogisticRegression(C=strength, max_iter=3000)
-    model.fit((features - mean) / scale, target, sample_weight=weights)
-    return Probe(mean, scale, ((model.coef_.T.astype(np.float64), model.intercept_.astype(np.float64)),))
 
 
 @dataclass(frozen=True)
@@ -144,13 +87,6 @@ class RiskHead:
         return found
 
 
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The value below which a share `q` of the total weight lies."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][min(np.searchsorted(cumulative, q * cumulative[-1]), len(values) - 1)])
-
-
 def threshold(scores: np.ndarray, weights: np.ndarray, ordinary: np.ndarray, lookalike: np.ndarray,
               level: str) -> float:
     """The lowest log-odds threshold that keeps the level's false alarms within its budget on both kinds of
@@ -170,51 +106,25 @@ def head_path(folder: Path, fingerprint: str, prompt_version: str) -> Path:
 
 def save_risk_head(head: RiskHead, folder: Path) -> Path:
     """Write the head and its sidecar atomically (a reader never sees half a file)."""
-    from safetensors.numpy import save_file
-
     path = head_path(folder, head.fingerprint, head.prompt_version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for name in ("any_risk", "urgent", "category"):
-        probe: Probe = getattr(head, name)
-        tensors |= {f"{name}.mean": probe.mean, f"{name}.scale": probe.scale}
-        for i, (weights, bias) in enumerate(probe.layers):
-            tensors |= {f"{name}.w{i}": weights, f"{name}.b{i}": bias}
-    meta = {"fingerprint": head.fingerprint, "prompt_version": head.prompt_version, "kind": "risk",
-            "readout": json.dumps({"kind": head.readout.kind, "layer": head.readout.layer}),
-            "thresholds": json.dumps({"concern_at": head.concern_at, "urgent_at": head.urgent_at}),
-            "categories": json.dumps(CATEGORIES)}
-    partial = path.with_suffix(".part")
-    save_file(tensors, str(partial), metadata=meta)
-    sidecar = path.with_suffix(".json")
-    sidecar.with_suffix(".json.part").write_text(json.dumps({**head.meta, "head_id": head.head_id}, indent=2,
-                                                            ensure_ascii=False))
-    partial.replace(path)
-    sidecar.with_suffix(".json.part").replace(sidecar)
+    metadata = {"fingerprint": head.fingerprint, "prompt_version": head.prompt_version, "kind": "risk",
+                "readout": json.dumps({"kind": head.readout.kind, "layer": head.readout.layer}),
+                "thresholds": json.dumps({"concern_at": head.concern_at, "urgent_at": head.urgent_at}),
+                "categories": json.dumps(CATEGORIES)}
+    save_probes(path, {"any_risk": head.any_risk, "urgent": head.urgent, "category": head.category}, metadata,
+                {**head.meta, "head_id": head.head_id})
     return path
 
 
 def load_risk_head(path: Path) -> RiskHead:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="numpy") as handle:
-            meta = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-        if json.loads(meta["categories"]) != list(CATEGORIES):
+        probes, metadata, info = load_probes(path)
+        if json.loads(metadata["categories"]) != list(CATEGORIES):
             raise ValueError("its categories are not this program's")
-        sidecar = path.with_suffix(".json")
-        info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-
-        def probe(name: str) -> Probe:
-            depth = sum(1 for key in tensors if key.startswith(f"{name}.w"))
-            return Probe(tensors[f"{name}.mean"], tensors[f"{name}.scale"],
-                         tuple((tensors[f"{name}.w{i}"], tensors[f"{name}.b{i}"]) for i in range(depth)))
-
-        readout, thresholds = json.loads(meta["readout"]), json.loads(meta["thresholds"])
-        return RiskHead(fingerprint=meta["fingerprint"], prompt_version=meta["prompt_version"],
+        readout, thresholds = json.loads(metadata["readout"]), json.loads(metadata["thresholds"])
+        return RiskHead(fingerprint=metadata["fingerprint"], prompt_version=metadata["prompt_version"],
                         readout=Readout(kind=readout["kind"], layer=int(readout["layer"])),
-                        any_risk=probe("any_risk"), urgent=probe("urgent"), category=probe("category"),
+                        any_risk=probes["any_risk"], urgent=probes["urgent"], category=probes["category"],
                         concern_at={k: float(v) for k, v in thresholds["concern_at"].items()},
                         urgent_at={k: float(v) for k, v in thresholds["urgent_at"].items()}, meta=info)
     except (OSError, KeyError, ValueError) as exc:

@@ -207,3 +207,46 @@ def format_risk_study(report: dict) -> str:
                                ("caught", "urgent", "false_alarm_lookalike", "false_alarm_ordinary"))
             for s, v in found["by_source"].items()))
     return "\n".join(lines)
+
+
+def evaluate_risk(rows: Sequence[RiskRow], *, engine: Engine) -> dict:
+    """How the engine as it is (its risk head, if fitted, and the phrase floor) reads these rows: per language and
+    per kind, risk caught, urgent caught as urgent, per category, false alarms; each miss and false alarm listed."""
+    from aio_core.assessment import assess
+
+    found = assess([r.text for r in rows], engine=engine)
+    said = Said(np.array([a.risk.level if a.risk else "none" for a in found]),
+                np.array([(a.risk.category or "") if a.risk else "" for a in found]))
+    report: dict = {"model": engine.name, "risk_reader": engine.risk_reader, "n": len(rows),
+                    "all": _rates(rows, said), "by_lang": {}}
+    for lang in sorted({r.lang for r in rows}):
+        mask = np.array([r.lang == lang for r in rows])
+        report["by_lang"][lang] = _rates([r for r, m in zip(rows, mask, strict=True) if m],
+                                         Said(said.level[mask], said.category[mask]))
+    kinds = {}
+    for kind in sorted({r.kind for r in rows}):
+        mask = np.array([r.kind == kind for r in rows])
+        hit = said.level[mask] != "none"
+        kinds[kind] = {"n": int(mask.sum()), "raised": float(hit.mean())}
+    report["by_kind"] = kinds
+    report["mistakes"] = [{"text": r.text, "lang": r.lang, "truth": f"{r.risk} {r.category or ''}".strip(),
+                           "said": f"{level} {category}".strip(), "kind": r.kind}
+                          for r, level, category in zip(rows, said.level, said.category, strict=True)
+                          if (r.risk == "none") != (level == "none")]
+    return report
+
+
+def format_risk_eval(report: dict) -> str:
+    lines = [f"model {report['model']}: {report['risk_reader']}; {report['n']} rows", "",
+             "scope   risk caught  urgent->urgent  FA look-alikes  FA ordinary   " + "  ".join(
+                 f"{c[:10]:>10s}" for c in CATEGORIES)]
+    for name, r in [("all", report["all"]), *report["by_lang"].items()]:
+        cells = [r["caught"], r["urgent"], r["false_alarm_lookalike"], r["false_alarm_ordinary"]]
+        lines.append(f"{name:6s}  " + "  ".join("           -" if c is None else f"{c:12.3f}" for c in cells) + "  "
+                     + "  ".join("         -" if r[f"caught {c}"] is None else f"{r[f'caught {c}']:10.3f}"
+                                 for c in CATEGORIES))
+    lines.append("by kind (share raised): " + ", ".join(f"{k} {v['raised']:.3f} (n={v['n']})"
+                                                        for k, v in report["by_kind"].items()))
+    lines += ["", "misses and false alarms:"] + [f"  [{m['lang']}] {m['truth']:>22s} -> {m['said']:22s} "
+                                                 f"({m['kind']}) {m['text'][:90]}" for m in report["mistakes"]]
+    return "\n".join(lines)
