@@ -215,9 +215,15 @@ class ChannelHealth:
     given_up: int  # notifications of the last GIVEN_UP_SHOWN that will not be sent (refused, nobody to send to)
 
     @property
+    def keeps_failing(self) -> bool:
+        """THE definition of a channel that keeps failing (the Admin page's warning): FAILING_AFTER failed attempts
+        with no success since."""
+        return self.failures >= FAILING_AFTER
+
+    @property
     def failing(self) -> bool:
-        """THE definition of a channel that keeps failing, for the Admin page's warning."""
-        return self.failures >= FAILING_AFTER or self.given_up > 0
+        """Failing now, or gave up on something lately: an administrator should look."""
+        return self.keeps_failing or self.given_up > 0
 
 
 GIVEN_UP_SHOWN = timedelta(days=7)
