@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
 
 from aio_core.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from aio_core.workflows.conversation import start_turn
@@ -299,6 +300,16 @@ def test_a_sender_killed_between_send_and_mark_sends_nothing_twice(school, rule,
 
 # ---- a server that is down: retried with backoff, shown on Admin, sent once it is back --------------------------
 
+def admin_page(db, monkeypatch, tmp_path) -> AppTest:
+    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": str(db.url), "AIO_AUTH": "off",
+                        "AIO_DATA_DIR": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    at.switch_page("app_pages/admin.py").run()
+    assert not at.exception
+    return at
+
+
 def test_a_down_mail_server_is_retried_with_backoff_shown_on_admin_and_sent_once_it_is_back(
         engine, school, rule, hook, monkeypatch, tmp_path):
     port = free_port()  # nothing listens there yet
@@ -317,6 +328,12 @@ def test_a_down_mail_server_is_retried_with_backoff_shown_on_admin_and_sent_once
         assert channel_health(session, "email", now=tries[-1]).failing
         assert not channel_health(session, "webhook", now=tries[-1]).failing
 
+    at = admin_page(school, monkeypatch, tmp_path)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "E-mail notifications keep failing" in warnings and "Cannot reach the mail server" in warnings
+    assert "webhook" not in warnings.lower()
+    outbox = next(d.value for d in at.dataframe if "Channel" in d.value.columns)
+    assert sorted(outbox["Status"]) == ["sent", "waiting"]
 
     controller, inbox = start_smtp(port)  # the mail server is back
     try:
@@ -324,6 +341,34 @@ def test_a_down_mail_server_is_retried_with_backoff_shown_on_admin_and_sent_once
     finally:
         controller.stop()
     assert [m["To"] for m in inbox.delivered.values()] == ["cara@school.example"]
+    at = admin_page(school, monkeypatch, tmp_path)
+    assert not any("keep failing" in w.value for w in at.warning)
+
+
+def test_the_admin_sets_a_groups_escalation_list_digests_and_the_text_choice_on_the_page(school, monkeypatch,
+                                                                                           tmp_path):
+    at = admin_page(school, monkeypatch, tmp_path)
+    assert any("No notification channel is set up" in i.value for i in at.info)  # nothing would be sent: it says so
+    at.selectbox(key="escalation_group").set_value("Class A").run()
+    contacts = at.multiselect(key="escalation_Class A")
+    assert "tess <tess@school.example>" in contacts.options  # every account that has an address to reach
+    contacts.set_value(["tess", "dana"]).run()  # in this order
+    at.button(key="save_escalation").click().run()
+    assert any("The escalation list of Class A is now: tess, dana." in s.value for s in at.success)
+    at.selectbox(key="digest_frequency").set_value("weekly").run()
+    at.toggle(key="text_webhook").set_value(True).run()
+    at.button(key="save_notify").click().run()
+    assert not at.exception
+    with reading(school) as session:
+        from db.escalation import escalation_lists
+        from db.users import get_setting
+
+        assert [u.username for u in escalation_lists(session)["Class A"]] == ["tess", "dana"]
+        assert (get_setting(session, "digest_frequency"), get_setting(session, "notify_text_webhook"),
+                get_setting(session, "notify_text_email")) == ("weekly", "yes", "no")
+        changes = session.execute(select(AuditEvent.action, AuditEvent.target).where(AuditEvent.actor == "local")).all()
+    assert set(changes) == {("notify.escalation_list", "Class A"), ("setting.change", "digest_frequency"),
+                            ("setting.change", "notify_text_webhook")}
 
 
 def test_a_refused_address_fails_at_once_and_nobody_to_tell_is_shown(engine, school, rule, smtp, monkeypatch,
@@ -349,6 +394,8 @@ def test_a_refused_address_fails_at_once_and_nobody_to_tell_is_shown(engine, sch
             set_email(session, user, None, by="test")
     chat(engine, school, rule, "bo", "Class A")
     assert "nobody to notify" in run_cycle(settings, school).errors[0]
+    at = admin_page(school, monkeypatch, tmp_path)
+    assert any("could not be sent" in w.value for w in at.warning)
 
 
 # ---- digests ------------------------------------------------------------------------------------------------------
