@@ -179,7 +179,8 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
 def _notify(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
-    from aio_core.workflows.notify import Channels, run_cycle, run_sender, send_test
+    from aio_core.workflows.notify import Channels, run_cycle, run_sender
+    from aio_core.workflows.notify_setup import send_test
 
     db = _db(settings)
     if args.action == "test":

@@ -10,7 +10,7 @@ import streamlit as st
 
 from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
-from aio_core.workflows.notify import notify_status, save_notification_settings
+from aio_core.workflows.notify_setup import notify_status, save_notification_settings
 from aio_core.workflows.privacy import apply_retention, erase
 from app_pages.shared import database, flash, md, page, read, settings, t, write
 from db.access import ROLES

@@ -27,7 +27,8 @@ from streamlit.testing.v1 import AppTest
 
 from aio_core.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from aio_core.workflows.conversation import start_turn
-from aio_core.workflows.notify import run_cycle, save_notification_settings, send_test, start_sender, stop_sender
+from aio_core.workflows.notify import run_cycle, start_sender, stop_sender
+from aio_core.workflows.notify_setup import save_notification_settings, send_test
 from db.alerts import list_alerts, transition_alert
 from db.escalation import set_escalation_list
 from db.models import AlertEvent, AuditEvent, Notification, utcnow
@@ -241,7 +242,8 @@ def test_an_unacknowledged_alert_escalates_to_the_next_contact_and_stops_once_ac
     (escalated,) = smtp.to("dana@school.example")
     assert escalated["Subject"] == "Not yet acknowledged: urgent risk alert #1 in Class A"
     assert "Nobody acknowledged it in 2 minutes" in body(escalated) and "kill" not in body(escalated)
-    assert any(n.startswith("escalated (step 1)") and "Dana" not in n and "dana" in n for n in history(school, "amy"))
+    assert any(n.startswith("escalated (step 1)") and "to dana (dana), contact 1 on the escalation list of Class A" in n
+               for n in history(school, "amy"))
 
     with writing(school) as session:
         transition_alert(session, 1, "acknowledged", by="cara", note="talking to amy")
