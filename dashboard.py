@@ -11,7 +11,7 @@ st.navigation has run once in the process, so a bookmark opened first after a st
 import streamlit as st
 
 if __name__ == "__main__":
-    from app_pages.shared import daily_retention, language_picker, resume_jobs, sweep_uploads
+    from app_pages.shared import daily_retention, language_picker, resume_jobs, resume_notifications, sweep_uploads
     from app_pages.signin import page_asked_for, viewer
     from db.access import PAGES
 
@@ -28,6 +28,7 @@ if __name__ == "__main__":
     daily_retention()
     sweep_uploads()
     resume_jobs()
+    resume_notifications()
     allowed = [ALL[name] for name in ALL if name in PAGES[who.role]]
     shown = st.navigation(allowed)
     wanted = page_asked_for()

@@ -175,6 +175,32 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("notify")
+def _notify(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from aio_core.workflows.notify import Channels, run_cycle, run_sender
+    from aio_core.workflows.notify_setup import send_test
+
+    db = _db(settings)
+    if args.action == "test":
+        for line in send_test(settings, db, to=args.to, webhook=args.webhook, by=_actor()):
+            print(line)
+        return 0
+    channels = Channels.from_settings(settings)
+    if not channels.any:
+        raise UserError("No notification channel is set up: set AIO_SMTP_URL and AIO_SMTP_FROM (e-mail) or "
+                        "AIO_WEBHOOK_URL (webhook), then run this again.")
+    for name, transport in (("e-mail", channels.mail), ("webhook", channels.webhook)):
+        print(f"{name}: {transport.describe() if transport else 'not set up'}", file=sys.stderr)
+    if args.once:
+        print(run_cycle(settings, db, channels=channels).line())
+        return 0
+    print("sending notifications until Ctrl-C", file=sys.stderr)
+    run_sender(settings, db, stop=threading.Event(), report=lambda done: print(done.line(), flush=True))
+    return 0
+
+
 @command("eval")
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.evaluate import evaluate, format_report, read_labelled
@@ -365,7 +391,7 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
     from db.session import reading, writing
-    from db.users import add_user, list_users, set_disabled, set_groups, set_password, set_role
+    from db.users import add_user, list_users, set_disabled, set_email, set_groups, set_password, set_role
 
     db, actor = _db(settings), _actor()
     groups = tuple(g.strip() for g in (args.groups or "").split(",") if g.strip())
@@ -391,6 +417,8 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
             set_role(session, args.name, args.role or "", by=actor)
         elif args.action == "set-groups":
             set_groups(session, args.name, groups, by=actor)
+        elif args.action == "set-email":
+            set_email(session, args.name, args.email, by=actor)
         elif args.action == "set-password":
             set_password(session, args.name, args.password or getpass.getpass(f"new password for {args.name}: "),
                          by=actor)
@@ -516,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=("list", "cancel", "run"), default="list")
     p.add_argument("id", nargs="?", type=int, default=None)
     p.add_argument("--all", action="store_true", default=False, help="list: ended jobs of the last day too")
+    p = add("notify", "notifications: run the sender (e-mail, webhook, escalations, digests), or send a test")
+    p.add_argument("action", choices=("run", "test"))
+    p.add_argument("--once", action="store_true", default=False,
+                   help="run: one cycle, then exit (for cron or a systemd timer); without it, every 10 seconds")
+    p.add_argument("--to", default=None, metavar="ADDRESS", help="test: send a test e-mail to this address")
+    p.add_argument("--webhook", action="store_true", default=False, help="test: post a test to the webhook")
     p = add("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
                     "and risk recall/false alarms when a risk column is there")
     p.add_argument("file", nargs="+")
@@ -567,16 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--person", default=None)
     p.add_argument("--by", required=True)
-    p = add("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password")
-    p.add_argument("action", choices=("add", "list", "disable", "enable", "set-role", "set-groups", "set-password"))
+    p = add("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password, "
+                    "set-email")
+    p.add_argument("action", choices=("add", "list", "disable", "enable", "set-role", "set-groups", "set-password",
+                                      "set-email"))
     p.add_argument("name", nargs="?", default=None)
     p.add_argument("--role", default=None, help="admin | counsellor | teacher | moderator | student")
     p.add_argument("--groups", default=None, help="comma-separated groups (classes) the user is responsible for")
     p.add_argument("--person", default=None, help="a student's own handle")
     p.add_argument("--display-name", default=None)
     p.add_argument("--password", default=None, help="asked for when not given (keeps it out of shell history)")
-    p.add_argument("--email", default=None, help="the address the school's sign-in (OIDC) presents for this user; "
-                                                 "with it and no --password, the account signs in that way only")
+    p.add_argument("--email", default=None, help="the account's address: where its notifications go, and what the "
+                                                 "school's sign-in (OIDC) presents for it; with it and no --password, "
+                                                 "the account signs in that way only")
     p = add("audit", "the audit log as CSV (newest first)")
     p.add_argument("--limit", type=int, default=10000)
     p.add_argument("--action", default=None, help="only this action, e.g. signin.failed")

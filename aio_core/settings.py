@@ -10,8 +10,11 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from aio_core.channels import is_loopback
 from aio_core.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +63,13 @@ class Settings:
     alert_days: int = 7  # rule 2: over the last alert_days days, at least alert_share of
     alert_share: float = 0.6  # at least alert_min_messages messages are negative
     alert_min_messages: int = 5
+    # Notifications (aio_core/workflows/notify.py). Kept out of repr: the URL carries the mail password.
+    smtp_url: str = dataclasses.field(default="", repr=False)  # smtp://u:p@host:587 (STARTTLS) | smtps:// | "" = off
+    smtp_from: str = ""  # the From address of notifications, e.g. "Wellbeing monitor <monitor@school.example>"
+    webhook_url: str = ""  # a JSON POST per notification (https://, or http:// to this machine); "" = off
+    webhook_secret: str = dataclasses.field(default="", repr=False)  # signs each post (HMAC-SHA256); "" = unsigned
+    escalate_minutes: int = 15  # an urgent alert nobody acknowledged goes to the next contact after this long
+    dashboard_url: str = "http://localhost:8501"  # the address people open the dashboard at (links in notices)
 
     def __post_init__(self) -> None:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
@@ -73,7 +83,7 @@ class Settings:
         if not self.model.strip():
             raise SettingsError("AIO_MODEL is empty; set it to a hub id, a model folder, a .gguf file or tiny-random.")
         positive = ("max_input_tokens", "history_tokens", "batch_size", "upload_mb", "alert_last_n", "alert_last_k",
-                    "alert_days", "alert_min_messages", "session_hours", "server_logprobs")
+                    "alert_days", "alert_min_messages", "session_hours", "server_logprobs", "escalate_minutes")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be a whole number of 1 or more.")
@@ -84,6 +94,33 @@ class Settings:
         for name in ("uncertain_below", "alert_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"AIO_{name.upper()}={getattr(self, name)} must be between 0 and 1.")
+        self._check_notifications()
+
+    def _check_notifications(self) -> None:
+        if self.smtp_url:
+            parts = urlsplit(self.smtp_url)
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise SettingsError("AIO_SMTP_URL has a port that is not a number; write it like "
+                                    "smtp://user:password@mail.school.example:587.") from None
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise SettingsError("AIO_SMTP_URL must be smtp://user:password@host:587 (STARTTLS) or "
+                                    "smtps://user:password@host:465 (TLS from the start).")
+            if "@" not in parseaddr(self.smtp_from)[1]:
+                raise SettingsError("AIO_SMTP_FROM must be the address notifications come from, e.g. "
+                                    "monitor@school.example, when AIO_SMTP_URL is set.")
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            if not parts.hostname or parts.scheme not in ("https", "http") or (
+                    parts.scheme == "http" and not is_loopback(parts.hostname)):
+                raise SettingsError("AIO_WEBHOOK_URL must be an https:// address (plain http:// only to this "
+                                    "machine, e.g. http://127.0.0.1:9000/hook): notifications name a student's "
+                                    "group and what worried the monitor.")
+        parts = urlsplit(self.dashboard_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"AIO_DASHBOARD_URL={self.dashboard_url!r} must be the address people open the "
+                                "dashboard at, e.g. https://monitor.school.example.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -1,16 +1,20 @@
-"""Admin: accounts and roles, what teachers may read, how long messages are kept, privacy requests (export, erase)
-and the audit log. Every change here is logged with the signed-in admin's name."""
+"""Admin: accounts and roles, what teachers may read, how long messages are kept, notifications (channels, escalation
+lists, digests, the outbox), privacy requests (export, erase) and the audit log. Every change here is logged with the
+signed-in admin's name."""
 
 import json
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
 from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.notify_setup import notify_status, save_notification_settings
 from aio_core.workflows.privacy import apply_retention, erase
-from app_pages.shared import database, md, page, read, t, write
+from app_pages.shared import database, flash, md, page, read, settings, t, write
 from db.access import ROLES
+from db.escalation import set_escalation_list
 from db.privacy import audit, export_person, read_audit
 from db.reports import groups
 from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
@@ -85,6 +89,65 @@ if st.button(t("save"), key="save_settings"):
             st.error(md(error))
         else:
             st.success(t("retention_applied", count=removed, days=int(retention)))
+
+st.subheader(t("notifications"))
+status = notify_status(settings(), database())
+for channel, how in status.transports.items():
+    st.caption(t(f"channel_{channel}", how=how or t("not_set_up")))
+if not any(status.transports.values()):
+    st.info(t("no_channel"))
+for channel, health in status.health.items():
+    name = t(f"channel_name_{channel}")
+    if health.keeps_failing:
+        st.warning(t("channel_failing", channel=name, failures=health.failures, error=health.last_error or "?",
+                     since=f"{health.oldest:%Y-%m-%d %H:%M} UTC" if health.oldest else "?"))
+    if health.given_up:
+        st.warning(t("channel_given_up", channel=name, count=health.given_up, error=health.last_error or "?"))
+columns = st.columns(3)
+counted = {"sent": status.counts["sent"], "waiting": status.counts["waiting"] + status.counts["sending"],
+           "failed": status.counts["failed"]}
+for column, (state, count) in zip(columns, counted.items(), strict=True):
+    column.metric(t(f"outbox_count_{state}"), count)
+with st.expander(t("escalation_lists")):
+    st.caption(t("escalation_help", minutes=settings().escalate_minutes))
+    everyone = set(known_groups) | set(status.lists) | {g for _, mine in users for g in mine}
+    group = st.selectbox(t("escalation_group"), sorted(everyone), key="escalation_group")
+    if group is not None:
+        current = [u for u in status.lists.get(group, []) if u in status.contacts]
+        chosen = st.multiselect(t("escalation_contacts"), list(status.contacts), default=current,
+                                format_func=status.contacts.get, key=f"escalation_{group}")
+        if st.button(t("save"), key="save_escalation", disabled=chosen == current) and write(
+                set_escalation_list, group, chosen, by=who.username) is not None:
+            flash(t("escalation_saved", group=group, names=", ".join(chosen) or "–"))
+            st.rerun()
+with st.expander(t("digests_and_text")):
+    columns = st.columns(2)
+    frequency = columns[0].selectbox(t("digest_frequency"), ["off", "daily", "weekly"], key="digest_frequency",
+                                     index=["off", "daily", "weekly"].index(status.frequency),
+                                     format_func=lambda f: t(f"digest_{f}"))
+    at = columns[1].time_input(t("digest_time"), value=datetime.strptime(status.at, "%H:%M").time(),
+                               key="digest_time", step=900)
+    text_email = st.toggle(t("include_text_email"), value=status.include_text["email"], key="text_email")
+    text_webhook = st.toggle(t("include_text_webhook"), value=status.include_text["webhook"], key="text_webhook")
+    st.caption(t("include_text_risk"))
+    if st.button(t("save"), key="save_notify"):
+        try:
+            save_notification_settings(database(), frequency=frequency, at=at, text_email=text_email,
+                                       text_webhook=text_webhook, by=who.username)
+        except USER_ERRORS as error:
+            st.error(md(error))
+        else:
+            flash(t("notify_saved"))
+            st.rerun()
+st.caption(t("outbox"))
+st.dataframe(pd.DataFrame([[n.created_at, n.kind, n.alert_id, n.step, n.channel, n.recipient or "",
+                            t(f"outbox_{n.status}"), n.attempts, n.next_attempt_at if n.status == "waiting" else None,
+                            n.last_error or ""]
+                           for n in status.recent],
+                          columns=[t(k) for k in ("col_created", "col_kind", "col_alert", "col_step", "col_channel",
+                                                  "col_to", "col_outbox_status", "col_attempts", "col_next",
+                                                  "col_error")]),
+             hide_index=True, key="outbox")
 
 st.subheader(t("privacy_requests"))
 handle = st.text_input(t("person_handle"), key="privacy_handle").strip()

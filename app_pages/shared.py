@@ -34,6 +34,7 @@ from aio_core.engine import Engine, get_engine, loaded_engine
 from aio_core.settings import Settings
 from aio_core.workflows import USER_ERRORS, alert_rule
 from aio_core.workflows.jobs import start_worker
+from aio_core.workflows.notify import start_sender
 from aio_core.workflows.privacy import apply_retention
 from app_pages.strings import text
 from db.access import ACTIONS, PAGES
@@ -140,6 +141,12 @@ def resume_jobs() -> None:
     """On the first page view after the server starts: screenings its previous run left unfinished carry on (the
     worker thread takes back jobs whose process is gone, and resumes them from their last stored chunk)."""
     _jobs_resumed(settings().db_url)
+
+
+def resume_notifications() -> None:
+    """On every page view: make sure this process sends the store's notifications (a thread, started once; again
+    if it ever stopped), when a channel is set up (AIO_SMTP_URL or AIO_WEBHOOK_URL)."""
+    start_sender(settings(), database())
 
 
 def read(query: Callable[..., T], *args: object, **kwargs: object) -> T:

@@ -216,6 +216,69 @@ STRINGS: dict[str, dict[str, str]] = {
     "erased": {"en": "Erased {handle}: {what}.", "zh": "已删除 {handle}：{what}。"},
     "audit_log": {"en": "Audit log", "zh": "审计日志"},
     "export_audit": {"en": "Download the audit log (CSV)", "zh": "下载审计日志（CSV）"},
+    # notifications (admin)
+    "notifications": {"en": "Notifications", "zh": "通知"},
+    "channel_email": {"en": "E-mail: {how}", "zh": "邮件：{how}"},
+    "channel_webhook": {"en": "Webhook: {how}", "zh": "Webhook：{how}"},
+    "not_set_up": {"en": "not set up", "zh": "未设置"},
+    "no_channel": {"en": "No notification channel is set up, so alerts wait on this dashboard until someone signs "
+                         "in. Set AIO_SMTP_URL and AIO_SMTP_FROM (e-mail) or AIO_WEBHOOK_URL (see the README).",
+                   "zh": "尚未设置通知渠道，预警只会在仪表板上等待有人登录。"
+                         "请设置 AIO_SMTP_URL 和 AIO_SMTP_FROM（邮件）或 AIO_WEBHOOK_URL（见 README）。"},
+    "channel_name_email": {"en": "E-mail", "zh": "邮件"},
+    "channel_name_webhook": {"en": "Webhook", "zh": "Webhook"},
+    "channel_failing": {"en": "{channel} notifications keep failing: {failures} failed attempts since one last went "
+                              "out (waiting since {since}). The last error: {error} They are tried again; fix the "
+                              "cause and they go out.",
+                        "zh": "{channel}通知持续失败：自上次成功后已失败 {failures} 次（自 {since} 起等待）。"
+                              "最近的错误：{error} 系统会继续重试；排除原因后即可发出。"},
+    "channel_given_up": {"en": "{channel}: {count} notification(s) of the last 7 days could not be sent and will not "
+                               "be tried again ({error}); see the outbox below.",
+                         "zh": "{channel}：最近 7 天有 {count} 条通知无法发送且不再重试（{error}）；见下方发件箱。"},
+    "outbox_count_sent": {"en": "Notifications sent", "zh": "已发送通知"},
+    "outbox_count_waiting": {"en": "Waiting to be sent", "zh": "等待发送"},
+    "outbox_count_failed": {"en": "Could not be sent", "zh": "无法发送"},
+    "outbox_sent": {"en": "sent", "zh": "已发送"},
+    "outbox_waiting": {"en": "waiting", "zh": "等待中"},
+    "outbox_sending": {"en": "sending", "zh": "发送中"},
+    "outbox_failed": {"en": "failed", "zh": "失败"},
+    "outbox_skipped": {"en": "skipped", "zh": "已跳过"},
+    "escalation_lists": {"en": "Escalation lists", "zh": "升级联系人"},
+    "escalation_help": {"en": "An urgent alert goes first to the counsellors of the student's group. If nobody "
+                              "acknowledges it within AIO_ESCALATE_MINUTES ({minutes} min), it goes to the next "
+                              "contact here, in this order, then to the administrators.",
+                        "zh": "紧急预警先发给学生所在班级的心理老师。"
+                              "若 {minutes} 分钟（AIO_ESCALATE_MINUTES）内无人确认，则按此顺序发给下一位联系人，"
+                              "最后发给管理员。"},
+    "escalation_group": {"en": "Group", "zh": "班级/组"},
+    "escalation_contacts": {"en": "Contacts, in order (accounts with an e-mail address)",
+                            "zh": "联系人（按顺序；仅限有邮箱的账号）"},
+    "escalation_saved": {"en": "The escalation list of {group} is now: {names}.",
+                         "zh": "{group} 的升级联系人现为：{names}。"},
+    "digests_and_text": {"en": "Digests and message text", "zh": "摘要与消息原文"},
+    "digest_frequency": {"en": "Teachers' digest", "zh": "教师摘要"},
+    "digest_off": {"en": "off", "zh": "关闭"},
+    "digest_daily": {"en": "daily", "zh": "每日"},
+    "digest_weekly": {"en": "weekly (Mondays)", "zh": "每周（周一）"},
+    "digest_time": {"en": "At (server time)", "zh": "发送时间（服务器时间）"},
+    "include_text_email": {"en": "Include the message text in e-mails", "zh": "邮件中附带消息原文"},
+    "include_text_webhook": {"en": "Include the message text in webhook posts", "zh": "Webhook 中附带消息原文"},
+    "include_text_risk": {"en": "Off by default: a message copied into e-mail or a chat channel leaves this "
+                                "dashboard's sign-in, roles and erasure, and stays in mailboxes, phones and backups.",
+                          "zh": "默认关闭：复制到邮件或聊天频道的消息将脱离本仪表板的登录、权限和删除机制，"
+                                "并留存在邮箱、手机和备份中。"},
+    "notify_saved": {"en": "Notification settings saved.", "zh": "通知设置已保存。"},
+    "outbox": {"en": "Outbox", "zh": "发件箱"},
+    "col_created": {"en": "Queued", "zh": "排队时间"},
+    "col_kind": {"en": "Kind", "zh": "类型"},
+    "col_alert": {"en": "Alert", "zh": "预警"},
+    "col_step": {"en": "Step", "zh": "步骤"},
+    "col_channel": {"en": "Channel", "zh": "渠道"},
+    "col_to": {"en": "To", "zh": "收件人"},
+    "col_outbox_status": {"en": "Status", "zh": "状态"},
+    "col_attempts": {"en": "Attempts", "zh": "尝试次数"},
+    "col_next": {"en": "Next attempt", "zh": "下次尝试"},
+    "col_error": {"en": "Last error", "zh": "最近错误"},
 
     # tables and the rule, in both languages
     "status_col": {"en": "status", "zh": "状态"},

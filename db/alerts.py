@@ -11,7 +11,8 @@ and comes back if the evidence does.
 Risk: a message whose effective risk is concern or urgent opens a risk alert of its own immediately, with no rule
 window: a second risk message from the same person (of another category, or not) is its own alert, seen on its own.
 A person's review of a message's risk takes effect at once: "not a risk" resolves its alert, "this is a risk" opens
-(or reopens) one at the level and category they gave (`follow_risk_review`).
+(or reopens) one at the level and category they gave (`follow_risk_review`). A new risk alert's notifications are
+queued in the outbox in the same transaction (`db.outbox.enqueue_alert`), so an alert is never stored without them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from db.access import EVERYTHING, Scope, people_clause
 from db.errors import StoreError
 from db.labels import RISKY, effective_label, is_negative
 from db.models import Alert, AlertEvent, Message, Person, utcnow
+from db.outbox import enqueue_alert
 from db.rules import AlertRule, Finding
 
 STATUSES = ("open", "acknowledged", "resolved")
@@ -208,6 +210,7 @@ def _open_risk_alert(session: Session, message: Message, *, by: str, note: str) 
                   category=message.effective_risk_category, message_id=message.id, last_message_id=message.id)
     session.add(alert)
     alert.events.append(AlertEvent(from_status=None, to_status="open", by=by, note=note))
+    enqueue_alert(session, alert)
     return alert
 
 

@@ -1,5 +1,6 @@
 """The stored data: people and every message with its labels, human corrections, uploaded batches and their jobs,
-alerts (sustained negativity and risk) with their audit trail, and the dashboard's users, sessions and audit log.
+alerts (sustained negativity and risk) with their audit trail, the notifications they send (the outbox) and each
+group's escalation list, and the dashboard's users, sessions and audit log.
 
 Times are naive UTC. A message's label fields are empty when it was stored while no model could label it; such
 messages are labelled later (`store.unlabelled_messages`). The model's label is never overwritten by a person: a
@@ -381,3 +382,45 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Notification(Base):
+    """One notification to deliver (the outbox): an alert's first notice or an escalation step, to one address by
+    e-mail or to the webhook, or a teacher's digest. Written in the transaction that opens the alert (or takes the
+    step), so no alert is stored without its notifications; a sender delivers it later, at least once, and `key`
+    (the same on every try) lets the receiver drop a repeat. It holds no message text: what is sent is composed
+    from the alert when it is sent, and the row goes when its alert is erased."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # the idempotency key: Message-ID, Idempotency-Key
+    kind: Mapped[str] = mapped_column(String(20))  # alert | escalation | digest
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)  # 0 = the first notice; 1, 2 ... escalation steps
+    channel: Mapped[str] = mapped_column(String(20))  # email | webhook
+    recipient: Mapped[str] = mapped_column(String(300), default="")  # an e-mail address; "" for the webhook
+    username: Mapped[str | None] = mapped_column(String(200))  # the account it goes to (e-mail)
+    reason: Mapped[str] = mapped_column(String(300), default="")  # why this person: "counsellor of Class A", ...
+    period_start: Mapped[datetime | None] = mapped_column(DateTime)  # digests: the period reported
+    period_end: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(20), default="waiting")  # db.outbox.STATUSES
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)  # while `sending`: another sender waits until
+    worker: Mapped[str | None] = mapped_column(String(100))  # host:pid of the sender holding it
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EscalationContact(Base):
+    """A group's escalation list: who gets an urgent alert nobody acknowledged, in order, after its counsellors."""
+
+    __tablename__ = "escalation_contacts"
+
+    group_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1 = the first after the counsellors
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -15,7 +15,18 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope
-from db.models import Alert, AlertEvent, AuditEvent, Correction, LabelVersion, Message, Person, RiskCorrection, utcnow
+from db.models import (
+    Alert,
+    AlertEvent,
+    AuditEvent,
+    Correction,
+    LabelVersion,
+    Message,
+    Notification,
+    Person,
+    RiskCorrection,
+    utcnow,
+)
 from db.store import get_person, list_messages
 
 
@@ -30,6 +41,10 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
         return None
     messages = list_messages(session, person.id)
     alerts = session.scalars(select(Alert).where(Alert.person_id == person.id).order_by(Alert.id)).all()
+    notified: dict[int, list[Notification]] = {}
+    for notification in session.scalars(select(Notification).where(Notification.alert_id.in_([a.id for a in alerts]))
+                                        .order_by(Notification.id)):
+        notified.setdefault(notification.alert_id, []).append(notification)
     reviews: dict[int, list[RiskCorrection]] = {}
     for review in session.scalars(select(RiskCorrection).where(RiskCorrection.message_id.in_(
             select(Message.id).where(Message.person_id == person.id))).order_by(RiskCorrection.id)):
@@ -57,7 +72,11 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
                     "status": a.status, "negative_share": a.negative_share, "window_start": _iso(a.window_start),
                     "window_end": _iso(a.window_end), "note": a.note,
                     "events": [{"from": e.from_status, "to": e.to_status, "by": e.by, "note": e.note,
-                                "at": _iso(e.at)} for e in a.events]} for a in alerts],
+                                "at": _iso(e.at)} for e in a.events],
+                    # who was told about it (a subject access request names the recipients of their data)
+                    "notified": [{"channel": n.channel, "to": n.recipient or n.channel, "step": n.step,
+                                  "status": n.status, "sent_at": _iso(n.sent_at)} for n in notified.get(a.id, [])]}
+                   for a in alerts],
     }
 
 
@@ -103,6 +122,7 @@ def erase_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> di
     counts = _erase_messages(session, mine)
     alert_ids = select(Alert.id).where(Alert.person_id == person.id)
     counts["alert_events"] = session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(alert_ids))).rowcount
+    session.execute(delete(Notification).where(Notification.alert_id.in_(alert_ids)))  # who was told, and when
     counts["alerts"] = session.execute(delete(Alert).where(Alert.person_id == person.id)).rowcount
     counts["messages"] = session.execute(delete(Message).where(Message.person_id == person.id)).rowcount
     session.execute(delete(Person).where(Person.id == person.id))
@@ -119,6 +139,7 @@ def apply_retention(session: Session, days: int, *, now: datetime | None = None)
     deleted = session.execute(delete(Message).where(Message.created_at < cutoff)).rowcount
     stale = select(Alert.id).where(Alert.window_end < cutoff)
     session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(stale)))
+    session.execute(delete(Notification).where(Notification.alert_id.in_(stale)))
     session.execute(delete(Alert).where(Alert.window_end < cutoff))
     session.execute(delete(Person).where(~Person.id.in_(select(Message.person_id).where(
         Message.person_id.is_not(None)))))

@@ -31,8 +31,10 @@ from db.models import (
     Alert,
     Base,
     Batch,
+    EscalationContact,
     Job,
     Message,
+    Notification,
     Person,
     RiskCorrection,
     SchemaVersion,
@@ -123,9 +125,16 @@ def _to_v5(connection: Connection) -> None:
     RiskCorrection.__table__.create(connection, checkfirst=True)
 
 
+def _to_v6(connection: Connection) -> None:
+    """Notifications: the outbox of e-mails and webhook posts, and each group's escalation list."""
+    Notification.__table__.create(connection, checkfirst=True)
+    EscalationContact.__table__.create(connection, checkfirst=True)
+
+
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
 # directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4), (5, _to_v5)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4), (5, _to_v5),
+                                                         (6, _to_v6)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

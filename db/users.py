@@ -23,8 +23,11 @@ from db.store import check_handle
 
 MIN_PASSWORD = 10
 DEFAULT_SESSION = timedelta(hours=8)
-# Defaults. retention_days 0 = keep messages until erased; alert_rule "" = the AIO_ALERT_* settings (else JSON).
-SETTINGS = {"teachers_read_messages": "no", "retention_days": "0", "alert_rule": ""}
+# Defaults. retention_days 0 = keep messages until erased; alert_rule "" = the AIO_ALERT_* settings (else JSON);
+# digests (off | daily | weekly, at HH:MM server time, weekly on Mondays); notices carry the message text only where
+# an admin turned it on for that channel (aio_core/notices.py says why not by default).
+SETTINGS = {"teachers_read_messages": "no", "retention_days": "0", "alert_rule": "", "digest_frequency": "daily",
+            "digest_time": "07:00", "notify_text_email": "no", "notify_text_webhook": "no"}
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,19 @@ def set_groups(session: Session, username: str, groups: tuple[str, ...], *, by: 
     session.execute(delete(UserGroup).where(UserGroup.user_id == user.id))
     session.add_all([UserGroup(user_id=user.id, group_name=g) for g in sorted(set(groups)) if g.strip()])
     audit(session, by, "user.set_groups", user.username, ",".join(groups))
+
+
+def set_email(session: Session, username: str, email: str | None, *, by: str) -> None:
+    """The account's address: where its notifications go, and the address a school sign-in finds it by. Changing
+    it does not move a school identity already bound to the account (`sign_in_oidc`)."""
+    user = _user(session, username)
+    address = (email or "").strip().lower() or None
+    if address is not None and ("@" not in address or len(address) > 300 or any(c.isspace() for c in address)):
+        raise StoreError(f"{email!r} is not an e-mail address; write it like name@school.example.")
+    if address and session.scalar(select(User.id).where(User.email == address, User.id != user.id)) is not None:
+        raise StoreError(f"Another user already has the address {address}; one address belongs to one account.")
+    user.email = address
+    audit(session, by, "user.set_email", user.username, address or "(none)")
 
 
 def set_password(session: Session, username: str, password: str, *, by: str) -> None:

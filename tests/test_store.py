@@ -14,7 +14,7 @@ from db.access import Scope
 from db.alerts import list_alerts, transition_alert
 from db.corrections import review_risk
 from db.errors import StoreError
-from db.models import Message
+from db.models import Message, Notification
 from db.privacy import erase_person, export_person
 from db.reports import Filters, daily_counts, overview, person_report, person_report_rows, rank_people
 from db.rules import AlertRule
@@ -229,7 +229,7 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def _as_version_4(connection: sqlite3.Connection) -> None:
@@ -257,6 +257,32 @@ def test_a_version_4_file_gets_risk_reviews_and_keeps_its_risk_alerts(tmp_path):
     with reading(database) as session:
         assert [a.status for a in list_alerts(session)] == ["resolved"]
     database.dispose()
+
+
+def test_a_version_5_file_gets_the_outbox_and_queues_the_next_alerts_notifications(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v5.db'}"
+    database = make_db(url)
+    with writing(database) as session:
+        add_messages(session, [NewMessage("i want to die", "chat", person="amy", group="Class A", label="negative",
+                                          risk="urgent", risk_category="self-harm")], rule=AlertRule())
+    database.dispose()
+    with sqlite3.connect(tmp_path / "v5.db") as connection:  # as version 5 made it
+        connection.execute("DROP TABLE notifications")
+        connection.execute("DROP TABLE escalation_contacts")
+        connection.execute("DELETE FROM schema_version WHERE version > 5")
+    make_db(url).dispose()  # twice: a step that runs on a file it has already brought up is harmless
+    database = make_db(url)
+    with writing(database) as session:
+        add_messages(session, [NewMessage("i have a plan to end it", "chat", person="bo", group="Class A",
+                                          label="negative", risk="urgent", risk_category="self-harm")],
+                     rule=AlertRule())
+    with reading(database) as session:
+        assert [a.status for a in list_alerts(session)] == ["open", "open"]  # the old alert is kept
+        queued = set(session.scalars(select(Notification.alert_id)))
+        assert queued == {2}  # only the new one: the old alert was never notified, so it does not escalate now
+    database.dispose()
+    with sqlite3.connect(tmp_path / "v5.db") as connection:
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):
