@@ -85,12 +85,14 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("chat")
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.compose import KINDS
     from aio_core.reply import ReplyOptions
     from aio_core.workflows.conversation import start_turn
 
     engine, db = _engine(settings), _db(settings)
     options = ReplyOptions(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
-    print(f"Chatting with {engine.description}. Empty line or Ctrl-D ends.", file=sys.stderr)
+    print(f"Chatting with {engine.description}; replies: {engine.reply_reader}. Empty line or Ctrl-D ends.",
+          file=sys.stderr)
     while True:
         try:
             text = input("you> ").strip()
@@ -106,7 +108,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         print("assistant> ", end="", flush=True)
         for piece in turn.reply:
             print(piece, end="", flush=True)
-        print()
+        print(f"\n  (reply: {KINDS[turn.reply_kind]})", flush=True)
     return 0
 
 
@@ -221,15 +223,29 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("eval-replies")
 def _eval_replies(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.measure.replies import evaluate_replies, format_replies, read_conversations
+    from aio_core.measure.replies import (
+        evaluate_replies,
+        format_replies,
+        format_rubric,
+        read_conversations,
+        read_labelled_replies,
+        rubric_table,
+    )
     from aio_core.reply import ReplyOptions
 
+    if args.labels:
+        rows = rubric_table(read_labelled_replies([args.file, *args.labels]))
+        print(format_rubric(rows))
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        return 0
     conversations = read_conversations(args.file)  # checks the file before the model loads
     engine = _engine(settings)
     with _progress(len(conversations), "replying") as bar:
-        summary, results = evaluate_replies(conversations, engine=engine,
+        summary, results = evaluate_replies(conversations, engine=engine, method=args.method,
                                             options=ReplyOptions(seed=args.seed, max_new_tokens=args.max_new_tokens),
-                                            progress=lambda done: bar.update(done - bar.n))
+                                            progress=lambda done: bar.update(done - bar.n),
+                                            keep_states=args.keep_states)
     print(format_replies(summary, results))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
@@ -306,6 +322,8 @@ def _risk_study(args: argparse.Namespace, settings: Settings) -> int:
 def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
     if args.risk:
         return _fit_risk_head(args, settings)
+    if args.situation:
+        return _fit_situation_head(args, settings)
     from aio_core.measure.domains import read_labelled
     from aio_core.workflows.learning import fit_label_head
 
@@ -323,6 +341,25 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {lang}: reads {meta['readouts'][lang]}; leave-one-domain-out mean {result['mean']:.3f}, worst "
               f"{result['worst']:.3f} ({result['worst_domain']})")
     print("New labels use it from the next start; `rescore` labels stored messages again.")
+    if args.json:
+        print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
+    return 0
+
+
+def _fit_situation_head(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.situation import read_situation_rows
+    from aio_core.workflows.learning import fit_situation_head_from
+
+    total = len(read_situation_rows(args.file))  # checks the files before the model loads
+    engine = _engine(settings)
+    with _progress(total, "reading") as bar:
+        head, path = fit_situation_head_from(args.file, engine=engine, progress=lambda done: bar.update(done - bar.n))
+    meta = head.meta
+    print(f"fitted situation head {head.head_id} on {meta['rows']} rows from {len(meta['sources'])} sources; "
+          f"sure at a top probability of {head.sure_at}; saved to {path}")
+    for lang, result in meta["leave_one_source_out"].items():
+        print(f"  {lang}: leave-one-source-out top-1 accuracy {result['top1_accuracy']:.3f}; sure on "
+              f"{result['sure_share']:.0%} of messages, right on {result['sure_precision']:.1%} of those")
     if args.json:
         print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
     return 0
@@ -560,8 +597,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
                    help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
                         "only the generated tokens")
-    p = add("eval-replies", "reply quality: generate the next turn of each conversation (JSON Lines) and check it")
-    p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn')
+    p = add("eval-replies", "reply quality: make the next turn of each conversation (JSON Lines) and check it; "
+                            "with --labels, count people's rubric verdicts per method")
+    p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn; with '
+                                '--labels, a file of --out results with a "rubric" verdict each')
+    p.add_argument("--method", choices=("guarded", "library", "free"), default="guarded",
+                   help="how replies are made (AIO_REPLY): library opening + guarded sentence, library only, or "
+                        "free generation")
+    p.add_argument("--labels", nargs="*", default=None, metavar="FILE",
+                   help="more labelled result files; prints harmful and acceptable-or-good rates per method")
+    p.add_argument("--keep-states", action="store_true", default=False,
+                   help="keep each candidate's hidden state in --out (to fit a reply judge on)")
     p.add_argument("--json", action="store_true", default=False, help="print the summary as JSON, last line")
     p.add_argument("--out", default=None, help="write each conversation with its reply and checks (JSON Lines)")
     p.add_argument("--seed", type=int, default=1234)
@@ -582,9 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ordinary", nargs="+", default=None, metavar="CSV",
                    help="files of ordinary non-risk texts never fitted on (e.g. the multi-domain sentiment file)")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p = add("fit-head", "fit the label head (or, with --risk, the risk head) for these weights and prompt on "
-                        "labelled CSVs (and corrections)")
-    p.add_argument("file", nargs="*", default=[], help="labelled CSVs; with --risk, none = the shipped risk set")
+    p = add("fit-head", "fit the label head (or, with --risk, the risk head; with --situation, the situation "
+                        "head) for these weights and prompt on labelled CSVs (and corrections)")
+    p.add_argument("file", nargs="*", default=[], help="labelled CSVs; with --risk or --situation, none = the "
+                                                        "shipped set")
+    p.add_argument("--situation", action="store_true", default=False,
+                   help="fit the situation head (what a message is about, for the reply's opening) on "
+                        "text,lang,situation,source CSVs")
     p.add_argument("--risk", action="store_true", default=False,
                    help="fit the risk head on risk CSVs (text,risk[,risk_category][,lang][,kind][,source])")
     p.add_argument("--with-corrections", action="store_true", default=False,

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from aio_core.backends import Backend, load_backend
 from aio_core.errors import UserError
 from aio_core.heads import Head, find_head
+from aio_core.judge import ReplyJudge, find_judge
 from aio_core.profiles import ModelProfile
-from aio_core.prompts import PromptVersion, get_prompt
+from aio_core.prompts import ASSISTANT_VERSION, PromptVersion, get_prompt
 from aio_core.risk_head import RiskHead, find_risk_head
 from aio_core.settings import Settings
+from aio_core.situation import SituationHead, find_situation_head
 from aio_core.templating import Tokenizer
 
 
@@ -32,6 +34,8 @@ class Engine:
     head_note: str = ""  # why no head is used, in one sentence
     risk_head: RiskHead | None = None  # the learned risk head for these weights and this prompt's pass
     risk_note: str = ""  # why no risk head is used, in one sentence
+    situation_head: SituationHead | None = None  # what a message is about, for the reply's opening
+    judge: ReplyJudge | None = None  # the reply judge for these weights and the assistant prompt
     # Per (prompt version, language): the prepared classifier prompt, filled on first use (see classify.py).
     prepared: dict[tuple[str, str], object] = field(default_factory=dict)
     preparing: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +81,17 @@ class Engine:
             return f"risk head {self.risk_head.head_id} + phrase floor"
         return "risk phrase list only" + (f" ({self.risk_note})" if self.risk_note else "")
 
+    @property
+    def reply_reader(self) -> str:
+        """How replies are made, for status lines."""
+        if self.settings.reply == "free":
+            return "free generation, unguarded (AIO_REPLY=free)"
+        situation = "situation head" if self.situation_head else "no situation head (general openings)"
+        if self.settings.reply == "library":
+            return f"reply library only; {situation}"
+        judge = "reply judge" if self.judge else "no reply judge"
+        return f"library opening + guarded sentence; {situation}; {judge}"
+
     def with_head(self, head: Head | None) -> Engine:
         """The same loaded model with another head (or none); prepared prompts are shared."""
         return dataclasses.replace(self, head=head, head_note="" if head else "no head")
@@ -116,8 +131,12 @@ def load_engine(settings: Settings) -> Engine:
     backend = load_backend(settings)
     head, note = pick_head(backend, settings, prompt)
     risk_head, risk_note = pick_risk_head(backend, settings, prompt)
+    situation_head = judge = None
+    if backend.reads_hidden_states:  # both read hidden states; without them replies use the general openings
+        situation_head = find_situation_head(settings.heads_dir, backend.fingerprint, prompt.version)
+        judge = find_judge(settings.heads_dir, backend.fingerprint, ASSISTANT_VERSION)
     return Engine(backend=backend, settings=settings, prompt=prompt, head=head, head_note=note,
-                  risk_head=risk_head, risk_note=risk_note)
+                  risk_head=risk_head, risk_note=risk_note, situation_head=situation_head, judge=judge)
 
 
 _ENGINES: dict[Settings, Engine | UserError] = {}

@@ -174,6 +174,7 @@ def all_prompt_texts() -> list[str]:
 # Measured with `eval-replies` on our own 80 conversations (README, "Replies"): naming the language beats "the user's
 # language", long instructions were quoted back to the user, and "acknowledge their feelings" was read as "say you
 # have them". The wording below speaks of the user's feelings as theirs and gives nothing quotable.
+ASSISTANT_VERSION = "assistant-2"  # a reply judge is fitted on replies written under this wording
 _ASSISTANT = {
     "en": "You are a kind listener. Reply in English, in two or three short sentences of your own words.",
     "zh": "你是一个善于倾听的助手。只用中文回复，用两三句自己的话。",

@@ -2,7 +2,8 @@
 
 While a reply streams the input is disabled (the message waits in the session until its turn has run), so a second
 message cannot cut the first reply off; a reply that was cut off anyway (the page was left) is stored and shown as
-interrupted. A message with a risk gets the reviewed safe message, marked as such.
+interrupted. A message with an urgent risk gets the reviewed safe message; staff (never the student) see under each
+reply where its words came from (the reviewed library, a guarded model sentence, the safe message).
 """
 
 import streamlit as st
@@ -68,6 +69,12 @@ else:
             st.session_state["_viewed"] = (who.username, handle)
 
 
+def reply_caption(kind: str | None) -> None:
+    """Where the reply's words came from (library, guarded model sentence, safe message), for staff only."""
+    if show_labels and kind in ("safe", "guarded", "library", "generated"):
+        st.caption(t("safe_reply" if kind == "safe" else f"reply_{kind}"))
+
+
 def user_caption(label, confidence, uncertain, risk, category) -> None:
     if not show_labels:
         return
@@ -87,8 +94,7 @@ for message in stored:
     if message.reply:
         with st.chat_message("assistant"):
             st.markdown(plain(message.reply))
-            if message.reply_kind == "safe" and show_labels:
-                st.caption(t("safe_reply"))
+            reply_caption(message.reply_kind)
             if message.reply_interrupted:
                 st.caption(t("interrupted"))
 
@@ -127,6 +133,5 @@ if pending:
     if turn.reply is not None:
         with st.chat_message("assistant"):
             st.write_stream(plain_stream(turn.reply))
-            if turn.reply_kind == "safe" and show_labels:
-                st.caption(t("safe_reply"))
+            reply_caption(turn.reply_kind)
     st.rerun()  # the input comes back; the turn is shown from the store

@@ -122,7 +122,7 @@ class Message(Base):
     row_index: Mapped[int | None] = mapped_column(Integer)  # data row number in the file, 1 = first under header
     cells: Mapped[str | None] = mapped_column(Text)  # an uploaded row's original cells (JSON), for exact exports
     reply: Mapped[str | None] = mapped_column(Text)
-    reply_kind: Mapped[str | None] = mapped_column(String(20))  # generated | safe (the reviewed message) | None
+    reply_kind: Mapped[str | None] = mapped_column(String(20))  # compose.KINDS, or None
     reply_interrupted: Mapped[bool | None] = mapped_column(Boolean)  # the reply stopped before it was finished
     author: Mapped[str | None] = mapped_column(String(200))  # who typed it: the signed-in user (or cli:<user>)
 

@@ -44,7 +44,7 @@ def test_a_finished_reply_is_not_marked_interrupted(engine, db, rule):
     "".join(turn.reply)
     with reading(db) as session:
         message = session.get(Message, turn.message_id)
-        assert message.reply and not message.reply_interrupted and message.reply_kind == "generated"
+        assert message.reply and not message.reply_interrupted and message.reply_kind in ("guarded", "library")
 
 
 def test_without_a_model_messages_are_kept_and_labelled_later(engine, db, rule):

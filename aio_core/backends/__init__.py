@@ -7,10 +7,10 @@ the product that imports torch; a new backend implements `base.Backend` and gets
 
 from __future__ import annotations
 
-from aio_core.backends.base import Backend, Prefix, Readout, Scores
+from aio_core.backends.base import Backend, Candidate, Prefix, Readout, Scores
 from aio_core.settings import Settings
 
-__all__ = ["Backend", "Prefix", "Readout", "Scores", "load_backend", "missing_model"]
+__all__ = ["Backend", "Candidate", "Prefix", "Readout", "Scores", "load_backend", "missing_model"]
 
 
 def load_backend(settings: Settings) -> Backend:

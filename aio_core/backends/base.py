@@ -5,7 +5,8 @@ chat-template injection defences hold for every backend) and prepares a prompt p
 
 - `score`: batches of token ids after that prefix in -> log-probabilities of the given label tokens at the answer
   position (the last one), and that position's final hidden state where the backend can give it;
-- `generate`: token ids in -> a stream of token ids out, sampled with `Sampling`.
+- `generate`: token ids in -> a stream of token ids out, sampled with `Sampling`;
+- `candidates`: token ids in -> a few sampled continuations at once, for a guard to choose from.
 
 Nothing here imports torch: results are numpy arrays and plain ints, so classify/reply/heads and everything above
 them work the same over an in-process model and a model server.
@@ -32,6 +33,16 @@ class Readout:
 
     kind: str  # answer | mean
     layer: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled continuation: its tokens (without the end token) and, where the backend can give it, the mean
+    hidden state over them at the readout asked for (what a reply judge reads)."""
+
+    ids: list[int]
+    hidden: np.ndarray | None  # [hidden size] float32, or None
+    finished: bool  # ended by itself (an end token or a sentence end), not at the token limit
 
 
 @dataclass(frozen=True)
@@ -101,3 +112,9 @@ class Backend(Protocol):
         ...
 
     def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]: ...
+
+    def candidates(self, ids: list[int], sampling: Sampling, n: int, *, ends: frozenset[int] = frozenset(),
+                   readout: Readout | None = None) -> list[Candidate]:
+        """`n` continuations of `ids` sampled at once (the prompt is read once), each stopped at an end token or after
+        a token in `ends` (kept), with the mean hidden state of its tokens at `readout` where the backend has one."""
+        ...

@@ -32,7 +32,7 @@ from transformers import (
 )
 from transformers.cache_utils import DynamicCache
 
-from aio_core.backends.base import Readout, Scores, in_background
+from aio_core.backends.base import Candidate, Readout, Scores, in_background
 from aio_core.backends.kvcache import SharedPrefixCache, compute_prefix
 from aio_core.backends.loading import LoadedModel, load_model
 from aio_core.profiles import ModelProfile, Sampling
@@ -190,6 +190,69 @@ class InProcessBackend:
             yield token
             seen = torch.cat([seen, torch.tensor([[token]])], dim=1)
             step_input = torch.tensor([[token]], device=self.device)
+
+
+    def candidates(self, ids: list[int], sampling: Sampling, n: int, *, ends: frozenset[int] = frozenset(),
+                   readout: Readout | None = None) -> list[Candidate]:
+        """The prompt is read once and its keys and values copied for `n` rows; then one batched step per token,
+        each row sampled with the same processors (seeded once for the batch). A finished row is fed its last token
+        again until every row is done (the rows stay aligned, so no padding is needed)."""
+        processors = logits_processors(sampling)
+        generator = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
+        stop = self.stop_ids()
+        cache = DynamicCache(config=self.model.config)
+        with self.turns.step(), torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache, use_cache=True,
+                             logits_to_keep=1)
+        cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1, :].float().cpu().expand(n, -1)
+        seen = torch.tensor([ids]).repeat(n, 1)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        done, finished = [False] * n, [False] * n
+        sums = None
+        for _ in range(sampling.max_new_tokens):
+            with self.turns.step(), torch.inference_mode():
+                scores = processors(seen, logits)
+                if sampling.temperature <= 0:
+                    picked = scores.argmax(dim=-1)
+                else:
+                    picked = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)[:, 0]
+                fed = []
+                counted = []
+                for row in range(n):
+                    token = int(picked[row])
+                    if done[row]:
+                        fed.append(tokens[row][-1] if tokens[row] else token)
+                        counted.append(False)
+                        continue
+                    if token in stop:
+                        done[row] = finished[row] = True
+                        fed.append(token)
+                        counted.append(False)
+                        continue
+                    tokens[row].append(token)
+                    fed.append(token)
+                    counted.append(True)
+                    if token in ends:
+                        done[row] = finished[row] = True
+                step = torch.tensor(fed).unsqueeze(1)
+                seen = torch.cat([seen, step], dim=1)
+                if all(done) and readout is None:
+                    break
+                result = self.model(input_ids=step.to(self.device), cache=cache, use_cache=True, logits_to_keep=1,
+                                    output_hidden_states=readout is not None)
+                logits = result.logits[:, -1, :].float().cpu()
+                if readout is not None:
+                    state = result.hidden_states[readout.layer][:, -1, :].float().cpu()
+                    mask = torch.tensor(counted, dtype=torch.float32).unsqueeze(1)
+                    sums = state * mask if sums is None else sums + state * mask
+            if all(done):
+                break
+        found = []
+        for row in range(n):
+            hidden = (sums[row] / max(1, len(tokens[row]))).numpy() if sums is not None else None
+            found.append(Candidate(ids=tokens[row], hidden=hidden, finished=finished[row]))
+        return found
 
 
 class Turns:

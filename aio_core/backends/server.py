@@ -26,12 +26,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from aio_core.backends.base import Readout, Scores
+from aio_core.backends.base import Candidate, Readout, Scores
 from aio_core.errors import UserError
 from aio_core.profiles import ModelProfile, Sampling, find_profile
 from aio_core.settings import Settings
@@ -233,6 +233,24 @@ class ServerBackend:
             with self._count:
                 self._approximate_rows += approximate
         return Scores(logprobs=out, hidden=None, floor=floor if approximate else None)
+
+    def candidates(self, ids: list[int], sampling: Sampling, n: int, *, ends: frozenset[int] = frozenset(),
+                   readout: Readout | None = None) -> list[Candidate]:
+        """`n` streams from the server, one after another (it batches requests itself), each stopped after a token
+        in `ends`; a server gives no hidden states, so `hidden` is None and no judge head can read them."""
+        found = []
+        for k in range(n):
+            seeded = replace(sampling, seed=None if sampling.seed is None else sampling.seed + k)
+            tokens, finished = [], False
+            for token in self.generate(ids, seeded):
+                tokens.append(token)
+                if token in ends:
+                    finished = True
+                    break
+            else:
+                finished = len(tokens) < sampling.max_new_tokens
+            found.append(Candidate(ids=tokens, hidden=None, finished=finished))
+        return found
 
     def generate(self, ids: list[int], sampling: Sampling, *, stop_at_end: bool = True) -> Iterator[int]:
         """Token ids streamed from the server, sampled with the server's own options."""

@@ -2,8 +2,10 @@
 and risk), store it, stream the assistant's reply, store the reply.
 
 A message the risk assessment marks urgent gets the reviewed safe message (`reply.safe_reply`), never free
-generation; a concern or urgent message's alert is opened in the same transaction that stores it. A reply whose
-stream stops early (the reader left, or a new message came) is stored as far as it was shown and marked interrupted.
+generation; a concern or urgent message's alert is opened in the same transaction that stores it. Any other message
+gets a composed reply (`compose.py`: a reviewed opening for its situation, then one guarded model sentence or the
+library's follow-up); where the words came from is stored with the reply. A reply whose stream stops early (the
+reader left, or a new message came) is stored as far as it was shown and marked interrupted.
 
 When no model can be loaded the message is still stored, unlabelled, so a teacher's record has no holes; it is
 labelled later (`python -m aio_core label-pending`, or the Overview page once the model loads).
@@ -17,14 +19,17 @@ from dataclasses import dataclass
 from sqlalchemy import Engine as Database
 from sqlalchemy.orm import Session
 
+from aio_core.assessment import assess as read_once
 from aio_core.classify import Sentiment
+from aio_core.compose import Composed, compose
 from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.prompts import detect_lang
-from aio_core.reply import DEFAULT_OPTIONS, ReplyOptions, reply, safe_reply
+from aio_core.reply import DEFAULT_OPTIONS, ReplyOptions, safe_reply
 from aio_core.risk import Risk
 from aio_core.settings import MAX_TEXT_CHARS
-from aio_core.workflows import assess, label_fields
+from aio_core.situation import UNSURE
+from aio_core.workflows import label_fields
 from db.access import EVERYTHING, Scope
 from db.rules import AlertRule
 from db.session import reading, writing
@@ -39,6 +44,8 @@ from db.store import (
     unlabelled_messages,
 )
 
+VOICE = ("generated", "guarded", "library")  # reply kinds that are the assistant's own turn in the history
+
 
 @dataclass
 class Turn:
@@ -46,7 +53,16 @@ class Turn:
     sentiment: Sentiment | None  # None when the model is unavailable
     reply: Iterator[str] | None  # the streamed reply; the full text is stored when the stream ends
     risk: Risk | None = None
-    reply_kind: str = "generated"  # generated | safe (the reviewed message for a concern/urgent message)
+    composed: Composed | None = None  # the reply being put together; None for the safe message
+    situation: str = UNSURE
+
+    @property
+    def reply_kind(self) -> str | None:
+        """Where the reply's words came from (compose.KINDS), final once the reply stream has ended; None when
+        there is no reply (no model)."""
+        if self.composed is not None:
+            return self.composed.kind
+        return "safe" if self.reply is not None else None
 
 
 def history(db: Database, person: str | None, turns: int = 20, *, scope: Scope = EVERYTHING
@@ -59,23 +75,23 @@ def history(db: Database, person: str | None, turns: int = 20, *, scope: Scope =
         messages: list[dict[str, str]] = []
         for message in stored:
             messages.append({"role": "user", "content": message.text})
-            # A cut-off or safe reply is not the model's voice to continue from.
-            if message.reply and message.reply_kind == "generated" and not message.reply_interrupted:
+            # A cut-off or safe reply is not the assistant's voice to continue from.
+            if message.reply and message.reply_kind in VOICE and not message.reply_interrupted:
                 messages.append({"role": "assistant", "content": message.reply})
     return messages
 
 
-def _stored_reply(db: Database, message_id: int, pieces: Iterator[str]) -> Iterator[str]:
+def _stored_reply(db: Database, message_id: int, composed: Composed) -> Iterator[str]:
     parts: list[str] = []
     finished = False
     try:
-        for piece in pieces:
+        for piece in composed:
             parts.append(piece)
             yield piece
         finished = True
     finally:  # also when the reader stops early: what was shown is what is stored, marked as cut off
         with writing(db) as session:
-            set_reply(session, message_id, "".join(parts), interrupted=not finished)
+            set_reply(session, message_id, "".join(parts), kind=composed.kind, interrupted=not finished)
 
 
 def _check_writer(session: Session, text: str, person: str | None, group: str | None, scope: Scope) -> None:
@@ -101,7 +117,8 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     with reading(db) as session:
         _check_writer(session, text, person, group, scope)
     earlier = history(db, person, scope=scope)
-    sentiment, risk = assess([text], engine=engine)[0] if engine else (None, None)
+    found = read_once([text], engine=engine)[0] if engine else None
+    sentiment, risk = (found.sentiment, found.risk) if found else (None, None)
     row = NewMessage(text=text, source=source, person=person, display_name=display_name, group=group, author=author,
                      **(label_fields(sentiment, engine, risk) if sentiment else {}))
     # Urgent gets the reviewed safe message. Concern is looser by design (a review queue), so it never swaps the
@@ -116,10 +133,10 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     if engine is None:
         return Turn(message_id, None, None)
     if safe is not None:
-        return Turn(message_id, sentiment, (piece for piece in [safe]), risk, "safe")
-    pieces = reply([*earlier, {"role": "user", "content": text}], engine=engine, sentiment=sentiment,
-                   options=options)
-    return Turn(message_id, sentiment, _stored_reply(db, message_id, pieces), risk)
+        return Turn(message_id, sentiment, (piece for piece in [safe]), risk, None, found.situation)
+    composed = compose([*earlier, {"role": "user", "content": text}], engine=engine, sentiment=sentiment, risk=risk,
+                       situation=found.situation, options=options)
+    return Turn(message_id, sentiment, _stored_reply(db, message_id, composed), risk, composed, found.situation)
 
 
 def label_pending(*, engine: Engine, db: Database, rule: AlertRule, limit: int = 500) -> int:
@@ -130,7 +147,7 @@ def label_pending(*, engine: Engine, db: Database, rule: AlertRule, limit: int =
             pending = [(m.id, m.text) for m in unlabelled_messages(session, limit)]
         if not pending:
             return total
-        labels = assess([text for _, text in pending], engine=engine)
+        labels = [(a.sentiment, a.risk) for a in read_once([text for _, text in pending], engine=engine)]
         with writing(db) as session:
             set_labels(session, {message_id: label_fields(s, engine, r)
                                  for (message_id, _), (s, r) in zip(pending, labels, strict=True)}, rule=rule)

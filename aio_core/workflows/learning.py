@@ -40,6 +40,7 @@ from aio_core.prompts import detect_lang
 from aio_core.risk_fit import CORRECTION_WEIGHT as RISK_REVIEW_WEIGHT
 from aio_core.risk_fit import CORRECTIONS_SOURCE, RiskRow, fit_risk_head, read_risk_rows, shipped_files
 from aio_core.risk_head import BUDGETS, RiskHead, save_risk_head
+from aio_core.situation import SituationHead, fit_situation_head, read_situation_rows, save_situation_head
 from aio_core.workflows import alert_rule, label_fields
 from db.corrections import apply_rescore, corrections_in_force, messages_to_rescore, risk_reviews_in_force
 from db.session import reading, writing
@@ -149,3 +150,22 @@ def fit_risk_head_from(paths: Sequence[Path | str], *, engine: Engine, db: Datab
     head = fit_risk_head(rows, feats.hidden[:, 0], feats.log_odds, readout=readout, fingerprint=engine.fingerprint,
                          prompt_version=engine.prompt.version, meta=meta)
     return head, save_risk_head(head, engine.settings.heads_dir)
+
+
+def fit_situation_head_from(paths: Sequence[Path | str], *, engine: Engine,
+                            progress: Callable[[int], None] | None = None) -> tuple[SituationHead, Path]:
+    """Fit, save and return the situation head for the engine's weights and prompt from situation CSVs (the
+    shipped set, `aio_core/data/situations/`, when `paths` is empty). It reads the risk head's hidden state, so a
+    message is read once for all three."""
+    if not engine.backend.reads_hidden_states:
+        raise UserError("This backend gives no hidden states, so no situation head can be fitted or used with it; "
+                        "replies use the library's general openings.")
+    rows = read_situation_rows(paths)
+    readout = risk_readout(engine)
+    feats = features(rows, engine=engine.with_head(None), readouts=(readout,), cache=engine.settings.cache_dir,
+                     progress=progress)
+    meta = {"fitted_at": datetime.now(UTC).isoformat(timespec="seconds"), "model": engine.name, "rows": len(rows),
+            "sources": dict(Counter(r.source for r in rows)), "readout": f"{readout.kind} L{readout.layer}"}
+    head = fit_situation_head(rows, feats.hidden[:, 0], feats.log_odds, readout=readout,
+                              fingerprint=engine.fingerprint, prompt_version=engine.prompt.version, meta=meta)
+    return head, save_situation_head(head, engine.settings.heads_dir)
