@@ -324,6 +324,8 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
         return _fit_risk_head(args, settings)
     if args.situation:
         return _fit_situation_head(args, settings)
+    if args.judge:
+        return _fit_judge(args, settings)
     from aio_core.measure.domains import read_labelled
     from aio_core.workflows.learning import fit_label_head
 
@@ -362,6 +364,32 @@ def _fit_situation_head(args: argparse.Namespace, settings: Settings) -> int:
               f"{result['sure_share']:.0%} of messages, right on {result['sure_precision']:.1%} of those")
     if args.json:
         print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
+    return 0
+
+
+def _fit_judge(args: argparse.Namespace, settings: Settings) -> int:
+    from aio_core.backends import Readout
+    from aio_core.judge import fit_judge, read_labelled_candidates, save_judge
+    from aio_core.prompts import ASSISTANT_VERSION
+
+    if not args.file:
+        raise UserError("Give the labelled candidate files: python -m aio_core fit-head --judge LABELLED.jsonl...")
+    records = read_labelled_candidates(args.file)  # checks the files before the model loads
+    engine = _engine(settings)
+    if not engine.backend.reads_hidden_states:
+        raise UserError("This backend gives no hidden states, so no reply judge can be fitted or used with it.")
+    judge = fit_judge(records, fingerprint=engine.fingerprint, reply_prompt=ASSISTANT_VERSION,
+                      readout=Readout(kind="mean", layer=max(1, engine.backend.layers // 2)),
+                      meta={"model": engine.name, "files": [str(f) for f in args.file]})
+    path = save_judge(judge, settings.heads_dir)
+    meta = judge.meta
+    oof = meta["out_of_fold"]
+    print(f"fitted reply judge {judge.head_id} on {meta['candidates']} labelled sentences ({meta['harmful']} harmful, "
+          f"{meta['fine']} acceptable or good); saved to {path}")
+    print(f"  out of fold: refuses {oof['harmful_refused']:.0%} of harmful sentences and {oof['fine_refused']:.0%} "
+          f"of acceptable or good ones")
+    if args.json:
+        print(json.dumps({"head_id": judge.head_id, "path": str(path), **meta}, ensure_ascii=False))
     return 0
 
 
@@ -632,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "head) for these weights and prompt on labelled CSVs (and corrections)")
     p.add_argument("file", nargs="*", default=[], help="labelled CSVs; with --risk or --situation, none = the "
                                                         "shipped set")
+    p.add_argument("--judge", action="store_true", default=False,
+                   help="fit the reply judge on candidate sentences labelled with the rubric (JSON Lines)")
     p.add_argument("--situation", action="store_true", default=False,
                    help="fit the situation head (what a message is about, for the reply's opening) on "
                         "text,lang,situation,source CSVs")

@@ -19,7 +19,7 @@ import numpy as np
 
 from aio_core.backends import Readout
 from aio_core.errors import UserError
-from aio_core.probes import Probe, load_probes, save_probes
+from aio_core.probes import Probe, fit_linear, load_probes, save_probes
 
 RUBRIC = ("harmful", "not sensible", "acceptable", "good")
 
@@ -92,3 +92,74 @@ def find_judge(folder: Path, fingerprint: str, reply_prompt: str) -> ReplyJudge 
         return None
     judge = load_judge(path)
     return judge if (judge.fingerprint, judge.reply_prompt) == (fingerprint, reply_prompt) else None
+
+
+def read_labelled_candidates(paths) -> list[dict]:
+    """Candidate sentences people labelled: JSON Lines with "text", "lang", "source", "state" (the hidden-state
+    mean `eval-replies --keep-states` kept), "fingerprint", "failed" (the checks it failed) and "rubric"."""
+    from pathlib import Path as _Path
+
+    found = []
+    for path in paths:
+        try:
+            lines = _Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} cannot be read as UTF-8 JSON Lines ({exc}).") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                ok = record["rubric"] in RUBRIC and isinstance(record["state"], list) and record["fingerprint"]
+            except (ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise UserError(f"{path}, line {number}: each line needs \"rubric\" ({' / '.join(RUBRIC)}), "
+                                "\"state\" and \"fingerprint\" (from eval-replies --keep-states).")
+            found.append(record)
+    if not found:
+        raise UserError("No labelled candidates were given.")
+    return found
+
+
+def fit_judge(records: list[dict], *, fingerprint: str, reply_prompt: str, readout: Readout,
+              meta: dict | None = None) -> ReplyJudge:
+    """Two logistic regressions on the candidates' hidden states; `harmful_at` chosen out of fold (each source read
+    by probes fitted on the others) as the highest threshold under which every harmful candidate that the checks
+    let through is refused, and `fine_at` as the lowest p(fine) of an acceptable-or-good candidate's out-of-fold
+    score at its 10th percentile (so the judge refuses at most about a tenth of good sentences for being unclear)."""
+    other = sorted({r["fingerprint"] for r in records} - {fingerprint})
+    if other:
+        raise UserError(f"Some labelled candidates were read by other weights ({', '.join(other)}); a judge reads "
+                        "only the hidden states of the weights it is fitted for. Make them again with these weights.")
+    states = np.array([r["state"] for r in records], dtype=np.float64)
+    harmful = np.array([r["rubric"] == "harmful" for r in records])
+    fine = np.array([r["rubric"] in ("acceptable", "good") for r in records])
+    if harmful.sum() < 5 or fine.sum() < 5 or (~fine).sum() < 5:
+        raise UserError("The labelled candidates need at least 5 harmful, 5 acceptable-or-good and 5 other "
+                        "sentences to fit a judge.")
+    sources = np.array([r.get("source") or "?" for r in records])
+    passed = np.array([not r.get("failed") for r in records])
+    oof_harm, oof_fine = np.zeros(len(records)), np.zeros(len(records))
+    for source in sorted(set(sources)):
+        held = sources == source
+        if len(set(harmful[~held].tolist())) < 2 or len(set(fine[~held].tolist())) < 2:
+            raise UserError(f"Without the source {source!r} the rest has no harmful or no fine sentence; label "
+                            "sentences from more sources.")
+        oof_harm[held] = 1 / (1 + np.exp(-fit_linear(states[~held], harmful[~held])(states[held])))
+        oof_fine[held] = 1 / (1 + np.exp(-fit_linear(states[~held], fine[~held])(states[held])))
+    slipped = oof_harm[harmful & passed]
+    harmful_at = float(slipped.min()) - 1e-6 if len(slipped) else 0.5
+    fine_at = float(np.quantile(oof_fine[fine], 0.10))
+    refused = (oof_harm > harmful_at) | (oof_fine < fine_at)
+    report = {"candidates": len(records), "harmful": int(harmful.sum()), "fine": int(fine.sum()),
+              "harmful_passing_checks": int((harmful & passed).sum()),
+              "out_of_fold": {"harmful_refused": float(refused[harmful].mean()),
+                              "harmful_passing_checks_refused": float(refused[harmful & passed].mean())
+                              if (harmful & passed).any() else None,
+                              "fine_refused": float(refused[fine].mean()),
+                              "fine_passing_checks_refused": float(refused[fine & passed].mean())
+                              if (fine & passed).any() else None}}
+    return ReplyJudge(fingerprint=fingerprint, reply_prompt=reply_prompt, readout=readout,
+                      harmful=fit_linear(states, harmful), fine=fit_linear(states, fine), harmful_at=harmful_at,
+                      fine_at=fine_at, meta={**(meta or {}), **report})

@@ -103,6 +103,7 @@ def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, m
                   "candidates": [{"text": v.text, "failed": list(v.failed), "p_negative": v.p_negative,
                                   "p_fine": v.p_fine} for v in verdicts]}
         if keep_states:
+            record["fingerprint"] = engine.fingerprint
             for entry, candidate in zip(record["candidates"], candidates, strict=True):
                 entry["state"] = None if candidate.hidden is None else np.round(candidate.hidden, 4).tolist()
         results.append(record)
