@@ -125,6 +125,7 @@ class Composed:
     _pieces: Iterator[str] = field(repr=False)
     verdicts: list[Verdict] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list, repr=False)
+    opening: str = ""
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces
@@ -157,7 +158,7 @@ def _pieces(composed: Composed, history: Sequence[Message], *, engine: Engine, s
             readout: Readout | None) -> Iterator[str]:
     situation = composed.situation
     space = "" if lang == "zh" else " "
-    opening = library.opening(situation, lang, key)
+    opening = composed.opening = library.opening(situation, lang, key)
     yield opening
     sentence = None
     if composed.kind == "guarded":

@@ -92,14 +92,15 @@ def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, m
         sentiment, risk = found.sentiment, found.risk
         if risk is not None and risk.level == "urgent":
             text, kind = safe_reply(risk.level, conversation.lang, engine.settings)[0], "safe"
-            verdicts, candidates = [], []
+            verdicts, candidates, opening = [], [], ""
         else:
             composed = compose(conversation.messages, engine=engine, sentiment=sentiment, risk=risk,
                                situation=found.situation, method=method, options=options, readout=readout)
             text = composed.text()
             kind, verdicts, candidates = composed.kind, composed.verdicts, composed.candidates
+            opening = composed.opening
         record = {**conversation.raw, "method": method, "reply": text, "kind": kind, "label": sentiment.label,
-                  "situation": found.situation, "risk": risk.level if risk else None,
+                  "situation": found.situation, "risk": risk.level if risk else None, "opening": opening,
                   "candidates": [{"text": v.text, "failed": list(v.failed), "p_negative": v.p_negative,
                                   "p_fine": v.p_fine} for v in verdicts]}
         if keep_states:
