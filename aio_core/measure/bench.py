@@ -68,7 +68,9 @@ def measure_engine(settings: Settings, *, quick: bool) -> dict:
             stamps.append(time.perf_counter())
         first.append(1000 * (stamps[0] - tick))
         rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+    turns = chat_turns(engine, texts[:2] if quick else [t for t in texts if _down(t)][:4] + texts[:2])
     return {
+        **turns,
         "classify_ms_p50": statistics.median(single),
         "classify_ms_p90": _percentile(single, 0.9),
         "bulk_items_per_s": bulk_items_per_s,
@@ -84,6 +86,35 @@ def measure_engine(settings: Settings, *, quick: bool) -> dict:
         "prompt_version": engine.prompt.version,
         "texts": len(texts),
     }
+
+
+def _down(text: str) -> bool:
+    return any(word in text for word in ("累", "难受", "没用", "失望", "sad", "alone", "failed", "hate"))
+
+
+def chat_turns(engine, messages: list[str]) -> dict:
+    """What a student waits for, per method: from sending a message to the first words of the reply and to its end
+    (the message read once for sentiment, risk and situation, then the reply), medians over `messages`."""
+    from aio_core.assessment import assess
+    from aio_core.compose import compose
+    from aio_core.reply import ReplyOptions
+
+    found: dict[str, float] = {}
+    for method in ("guarded", "free"):
+        first, whole = [], []
+        for run, text in enumerate(messages):
+            tick = time.perf_counter()
+            reading = assess([text], engine=engine)[0]
+            composed = compose([{"role": "user", "content": text}], engine=engine, sentiment=reading.sentiment,
+                               risk=reading.risk, situation=reading.situation, method=method,
+                               options=ReplyOptions(seed=run))
+            stamps = [time.perf_counter() for _ in composed]
+            first.append(1000 * (stamps[0] - tick) if stamps else float("nan"))
+            whole.append(1000 * (time.perf_counter() - tick))
+        found[f"turn_{method}_first_words_ms"] = statistics.median(first)
+        found[f"turn_{method}_whole_ms"] = statistics.median(whole)
+    found["turn_messages"] = len(messages)
+    return found
 
 
 def measure_seed(settings: Settings, *, quick: bool) -> dict:
@@ -131,5 +162,9 @@ def format_bench(r: dict) -> str:
         f"label, bulk (batch {r['bulk_batch_size']:>2})            {r['bulk_items_per_s']:8.1f} texts/s"
         f"   {r['bulk_speedup_vs_seed']:.1f}x the seed",
         f"reply   first token {r['first_token_ms']:6.0f} ms   decode {r['decode_tokens_per_s']:.1f} tokens/s",
+        f"chat turn, guarded (default): first words {r['turn_guarded_first_words_ms']:6.0f} ms   whole reply "
+        f"{r['turn_guarded_whole_ms']:6.0f} ms   (median of {r['turn_messages']} messages)",
+        f"chat turn, free generation:   first words {r['turn_free_first_words_ms']:6.0f} ms   whole reply "
+        f"{r['turn_free_whole_ms']:6.0f} ms",
         f"load {r['load_s']:.1f} s (+{r['prepare_s']:.1f} s prompt preparation)   peak RSS {r['peak_rss_mb']:.0f} MB",
     ])
