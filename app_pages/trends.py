@@ -164,6 +164,9 @@ def act(alert_id: int, status: str) -> None:
     if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
         write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
         st.session_state["alert_note"] = ""
+        # Set again so the next run sends the picker's label with the new status: the browser otherwise keeps
+        # showing the label it had ("#4 … (open)"), since it holds the chosen label rather than the alert's id.
+        st.session_state["alert_id"] = alert_id
         flash(t("alert_updated", id=alert_id, status=t(f"status_{status}")))
 
 

@@ -290,6 +290,18 @@ def test_acting_on_an_alert_shows_the_new_state_at_once_and_clears_the_note(app_
     assert any("is now acknowledged" in s.value for s in at.success)
 
 
+def test_after_an_action_the_alert_picker_shows_the_alerts_new_status(app_env):
+    """The browser keeps a select box's chosen label, not its value: unless the page sends the new label with the
+    next run, the picker still reads "#1 sad (open)" beside a table that says acknowledged."""
+    seed_person(app_env, "sad", "------")
+    at = open_page("trends")
+    assert at.selectbox(key="alert_id").options == ["#1 sad (open)"]
+    at.button(key="alert_acknowledged").click().run()
+    picker = at.selectbox(key="alert_id").proto
+    assert list(picker.options) == ["#1 sad (acknowledged)"]
+    assert picker.set_value and picker.raw_value == "#1 sad (acknowledged)"  # what the browser will show
+
+
 def test_the_language_choice_holds_on_every_page(app_env):
     at = open_page("overview")
     at.selectbox(key="lang_picker").set_value("zh").run()
