@@ -389,3 +389,10 @@ def filter_bar(who: Viewer, key: str) -> Filters:
         since = datetime.combine(days[0], datetime.min.time())
         until = datetime.combine(days[1], datetime.max.time())
     return Filters(groups=tuple(chosen_groups), sources=tuple(sources), since=since, until=until, search=search)
+
+
+def window(filters: Filters, days: int) -> Markdown:
+    """The span the people figures cover, in words: the chosen date range, else the rule's last `days` days."""
+    if filters.dated:
+        return t("window_range", since=filters.since or datetime.min, until=filters.until or datetime.max)
+    return t("window_days", days=days)

@@ -22,7 +22,11 @@ STRINGS: dict[str, dict[str, str]] = {
     # overview
     "messages_stored": {"en": "Messages stored", "zh": "已存消息"},
     "negative_share": {"en": "Negative share", "zh": "负面占比"},
-    "messages_window": {"en": "Messages, last {days} days", "zh": "最近 {days} 天消息数"},
+    "messages_window": {"en": "Messages, {window}", "zh": "{window}消息数"},
+    "window_days": {"en": "last {days} days", "zh": "最近 {days} 天"},
+    "window_range": {"en": "{since:%Y-%m-%d} – {until:%Y-%m-%d}", "zh": "{since:%Y-%m-%d} 至 {until:%Y-%m-%d}"},
+    "col_urgent": {"en": "Urgent alert", "zh": "紧急预警"},
+    "col_risk_messages": {"en": "Risk messages", "zh": "风险消息"},
     "open_alerts": {"en": "Open alerts", "zh": "未处理预警"},
     "people": {"en": "People", "zh": "人数"},
     "look_first": {"en": "People to look at first", "zh": "优先关注"},
@@ -87,8 +91,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "no_batches": {"en": "No batches yet.", "zh": "还没有批次。"},
     "rows_shown": {"en": "{shown:,} of {total:,} rows shown", "zh": "显示 {shown:,}/{total:,} 行"},
     # trends
-    "ranked": {"en": "People ranked by recent negativity (last {days} days)",
-               "zh": "按近期负面程度排序（最近 {days} 天）"},
+    "ranked": {"en": "People to look at first ({window}): urgent risk alerts, then open alerts, risk messages and "
+                     "the negative share",
+               "zh": "优先关注（{window}）：依次按紧急风险预警、未处理预警、风险消息和负面占比排序"},
+    "alerts_window": {"en": "Alerts ({window})", "zh": "预警（{window}）"},
     "person": {"en": "Person", "zh": "人员"},
     "no_people": {"en": "Nobody is stored yet.", "zh": "还没有任何人员数据。"},
     "rule": {"en": "Alert rule (preview on the chart)", "zh": "预警规则（在图上预览）"},

@@ -21,6 +21,7 @@ from app_pages.shared import (
     risk_review_form,
     rule,
     t,
+    window,
     write,
 )
 from db.alerts import STATUSES, list_alerts, transition_alert
@@ -47,11 +48,14 @@ def choose(table: str, handle_of: list[str], alert_ids: list[int] | None = None)
             st.session_state["alert_id"] = alert_ids[rows[0]]
 
 
-st.subheader(t("ranked", days=rule().days))
+span = window(filters, rule().days)  # what every figure below covers, said in each title that has a figure
+st.subheader(t("ranked", window=span))
 st.caption(t("choose_row"))
+# The columns in the order the rows are ranked by, so the ranking can be read off the figures shown.
 st.dataframe(pd.DataFrame([{t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
-                            t("negative_share"): p.negative_share, t("negative"): p.negatives,
-                            t("messages_window", days=rule().days): p.messages, t("open_alerts"): p.open_alerts}
+                            t("col_urgent"): "⚠" if p.urgent else "", t("open_alerts"): p.open_alerts,
+                            t("col_risk_messages"): p.risky, t("negative_share"): p.negative_share,
+                            t("negative"): p.negatives, t("messages_window", window=span): p.messages}
                            for p in ranked]),
              hide_index=True, key="ranked", on_select=lambda: choose("ranked", handles), selection_mode="single-row",
              column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
@@ -129,9 +133,10 @@ st.download_button(t("export_person_report", name=report.person.display_name), c
                    file_name=f"person-{report.person.handle}.csv", mime="text/csv", key="export_person",
                    on_click=lambda: write(audit, who.username, "export.person_report", handle, f"{len(rows)} messages"))
 
-st.subheader(t("alerts"))
+st.subheader(t("alerts_window", window=span) if filters.dated else t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
-alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked])
+alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked], since=filters.since,
+              until=filters.until)
 alerts.sort(key=lambda a: a.person.handle != handle)  # the viewed person's alerts first, in the usual order
 if not alerts:
     st.caption(t("no_alerts"))
@@ -141,7 +146,9 @@ st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_nam
                             t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
                             t("message"): a.message.text if a.kind == "risk" and a.message and who.scope.texts
                             else "",
-                            t("negative_share"): round(a.negative_share, 2), t("from"): a.window_start,
+                            # A risk alert is one message, not a share of negatives: blank, not a false 0.
+                            t("negative_share"): round(a.negative_share, 2) if a.kind == "sentiment" else None,
+                            t("from"): a.window_start,
                             t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts",
              on_select=lambda: choose("alerts", [a.person.handle for a in alerts], [a.id for a in alerts]),

@@ -45,6 +45,16 @@ def open_alert() -> ColumnElement[bool]:
     return Alert.status.in_(ACTIVE)
 
 
+def in_period(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
+    """THE definition of an alert within a date range: its window (first to last message) overlaps the range."""
+    conditions = [literal(True)]
+    if since is not None:
+        conditions.append(Alert.window_end >= since)
+    if until is not None:
+        conditions.append(Alert.window_start <= until)
+    return and_(*conditions)
+
+
 def alert_order() -> tuple[ColumnElement, ...]:
     """THE order alerts are shown in: open before acknowledged before resolved; risk before sentiment, urgent
     first; then the most recently updated."""
@@ -249,10 +259,11 @@ def follow_risk_review(session: Session, message: Message, *, by: str, note: str
 
 
 def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None,
-                person_ids: Sequence[int] | None = None) -> list[Alert]:
-    """Alerts in `alert_order`; for one person, or for the people a viewer may see."""
+                person_ids: Sequence[int] | None = None, since: datetime | None = None,
+                until: datetime | None = None) -> list[Alert]:
+    """Alerts in `alert_order`; for one person, or for the people a viewer may see; within a date range if given."""
     query = (select(Alert).options(joinedload(Alert.person), joinedload(Alert.events), joinedload(Alert.message))
-             .where(Alert.status.in_(statuses)).order_by(*alert_order()))
+             .where(Alert.status.in_(statuses), in_period(since, until)).order_by(*alert_order()))
     if person_id is not None:
         query = query.where(Alert.person_id == person_id)
     if person_ids is not None:

@@ -358,6 +358,47 @@ def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
     assert {b.key for b in at.get("download_button")} == {"export_alerts", "export_person"}  # as filtered, as CSV
 
 
+def dated_people(db) -> None:
+    """calm: an October run of negatives (an open alert then), positive all of November; sad: three negatives early
+    in November (no alert); kit: one urgent risk message in November."""
+    rows = [NewMessage(f"calm {d}", "chat", person="calm", label="negative", confidence=0.9, p_negative=0.9,
+                       uncertain=False, created_at=datetime(2026, 10, d, 9)) for d in range(1, 7)]
+    rows += [NewMessage(f"calm nov {d}", "chat", person="calm", label="positive", confidence=0.9, p_negative=0.1,
+                        uncertain=False, created_at=datetime(2026, 11, d, 9)) for d in range(1, 15)]
+    rows += [NewMessage(f"sad {d}", "chat", person="sad", label="negative", confidence=0.9, p_negative=0.9,
+                        uncertain=False, created_at=datetime(2026, 11, d, 9)) for d in range(3, 6)]
+    rows += [NewMessage("kit is in danger", "chat", person="kit", label="positive", confidence=0.9, p_negative=0.1,
+                        uncertain=False, risk="urgent", risk_category="self-harm",
+                        created_at=datetime(2026, 11, 10, 9))]
+    with writing(db) as session:
+        add_messages(session, rows, rule=AlertRule())
+
+
+def test_with_a_date_range_every_trends_figure_and_title_follows_it(app_env):
+    from datetime import date
+
+    dated_people(app_env)
+    at = open_page("trends")
+    at.date_input(key="trends_dates").set_value((date(2026, 11, 1), date(2026, 11, 15))).run()
+    assert not at.exception
+    people = frame(at, "handle", "negative")
+    titles = " ".join(people.columns) + " ".join(s.value for s in at.subheader)
+    assert "last 7 days" not in titles and "2026-11-01" in titles and "2026-11-15" in titles
+    window = next(c for c in people.columns if c.startswith("Messages"))
+    by_handle = people.set_index("handle")
+    assert by_handle.loc["sad", window] == 3 and by_handle.loc["sad", "Negative share"] == 1.0
+    assert by_handle.loc["calm", "Open alerts"] == 0  # its alert is October's
+    assert list(people["handle"]).index("sad") < list(people["handle"]).index("calm")  # 100% above 0%
+    alerts = frame(at, "id", "status", "rule")
+    assert len(alerts) == 1 and "urgent" in alerts["rule"].iloc[0]  # October's alert is outside the range
+    assert alerts["Negative share"].isna().all()  # a risk alert has no negative share to show
+    overview = open_page("overview")
+    overview.date_input(key="overview_dates").set_value((date(2026, 11, 1), date(2026, 11, 15))).run()
+    assert {m.label: m.value for m in overview.metric}["Open alerts"] == "1"  # kit's, not calm's October one
+    look = frame(overview, "handle", "Open alerts")
+    assert "last 7 days" not in " ".join(look.columns)
+
+
 def test_the_shipped_server_config_listens_locally_and_wastes_no_cpu_beside_the_model():
     """The source-file watcher re-walked the whole project (virtual environments and data/ included) on every
     SQLite write, which cost a full core whenever a tab was open and made the Screen page 2.6x slower than the CLI;
