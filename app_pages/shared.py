@@ -289,8 +289,9 @@ def risk_badge(level: str | None, category: str | None) -> str:
 
 def correction_form(key: str, choices: dict[int, str], who: Viewer) -> None:
     """Correct one shown message's label ({message id: how it is shown}). Stored with who and when; the model's label
-    is kept, and from now on the effective label (alerts, trends, exports) is the person's."""
-    if not choices or not can(who, "correct_labels"):
+    is kept, and from now on the effective label (alerts, trends, exports) is the person's. Only for a viewer who
+    may read the texts: a label cannot be judged from a time and the label itself."""
+    if not choices or not can(who, "correct_labels") or not who.scope.texts:
         return
     with st.expander(t("correct_label")):
         message_id = st.selectbox(t("message"), list(choices), key=f"{key}_message", format_func=choices.get)

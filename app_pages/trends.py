@@ -122,6 +122,15 @@ else:
                  alt.Tooltip("text:N")]))
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(t("chart_help"))
+    if who.scope.texts:  # the messages themselves, to read (a dataframe shows its cells as plain text, never HTML)
+        with st.expander(t("person_messages", count=len(report.points)), expanded=True):
+            st.dataframe(pd.DataFrame([{
+                t("at"): p.at, t("col_message"): p.text or "",
+                t("col_label"): t(p.label) if p.label else t("unlabelled_badge"),
+                t("col_risk"): risk_badge(p.risk, p.risk_category),
+                t("col_correction"): t("model_said", label=t(p.model_label)) if p.corrected and p.model_label
+                else t("corrected_mark") if p.corrected else "",
+            } for p in reversed(report.points)]), hide_index=True, key="person_messages")
     correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
                                   for p in reversed(report.points) if p.label}, who)
     risk_review_form("trend_risk", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} "
@@ -160,9 +169,6 @@ st.download_button(t("export_alerts"), csv_bytes(["id", "person", "handle", "kin
                                                   "message", "from", "to", "by", "note"], table),
                    file_name="alerts.csv", mime="text/csv", key="export_alerts",
                    on_click=lambda: write(audit, who.username, "export.alerts", None, f"{len(table)} alerts"))
-alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
-                        format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
-                                                   for a in alerts if a.id == i))
 
 
 def act(alert_id: int, status: str) -> None:
@@ -177,14 +183,19 @@ def act(alert_id: int, status: str) -> None:
         flash(t("alert_updated", id=alert_id, status=t(f"status_{status}")))
 
 
-if can(who, "act_on_alerts"):
+if can(who, "act_on_alerts"):  # a picker only for those who can act on what they pick
+    alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
+                            format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
+                                                       for a in alerts if a.id == i))
     st.text_area(t("note"), key="alert_note")
     buttons = st.columns(3)
     for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
                                                  ("open", "reopen")), strict=True):
         column.button(t(label), key=f"alert_{status}", on_click=act, args=(alert_id, status))
-with st.expander(t("history")):
-    selected = next(a for a in alerts if a.id == alert_id)
+else:  # the others read the history of the alert whose row they chose in the table
+    alert_id = st.session_state.get("alert_id", alerts[0].id)
+selected = next((a for a in alerts if a.id == alert_id), alerts[0])
+with st.expander(t("history_of", id=selected.id)):
     st.dataframe(pd.DataFrame([{t("at"): e.at, t("from"): t(f"status_{e.from_status}") if e.from_status else "",
                                 t("to"): t(f"status_{e.to_status}"), t("by"): e.by or "", t("note"): e.note or ""}
                                for e in selected.events]), hide_index=True, key="alert_history")

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from aio_core.workflows.accounts import sign_in
 from db.access import scope_for
 from db.errors import StoreError
-from db.models import AuditEvent, User
+from db.models import AuditEvent, Message, User
 from db.privacy import export_person
 from db.reports import overview, overview_report, person_report, rank_people
 from db.rules import AlertRule
@@ -185,6 +185,41 @@ def test_acting_on_an_alert_records_the_signed_in_counsellor(school):
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("alert.%"))).all()
         assert [(e.actor, e.action) for e in events] == [("cara", "alert.acknowledged")]
         assert "view.person" in session.scalars(select(AuditEvent.action)).all()
+
+
+def test_a_counsellor_reads_a_persons_messages_newest_first_as_plain_text(school):
+    from db.corrections import correct_label
+
+    hostile = "<b>bold</b> [click](javascript:alert(1))"
+    with writing(school) as session:
+        add_messages(session, [NewMessage(hostile, "chat", person="ann", label="negative", confidence=0.9,
+                                          p_negative=0.9, uncertain=False, created_at=datetime(2026, 4, 20, 9))],
+                     rule=AlertRule())
+        fixed = session.scalar(select(Message.id).where(Message.text == "ann secret 2"))
+        correct_label(session, fixed, "positive", by="cara", rule=AlertRule())
+    at = signed_in("cara")
+    at.switch_page("app_pages/trends.py").run()
+    assert not at.exception
+    shown = next(d.value for d in at.dataframe if {"message", "label", "risk", "correction"} <= set(d.value.columns))
+    assert shown["message"].iloc[0] == hostile  # newest first, exactly as typed (a table cell is never markup)
+    assert list(shown["at"]) == sorted(shown["at"], reverse=True) and len(shown) == 7
+    row = shown.set_index("message").loc["ann secret 2"]
+    assert (row["label"], row["correction"]) == ("positive", "corrected (the model said negative)")
+    assert "urgent" in shown.set_index("message").loc["ann secret 0", "risk"]
+
+
+def test_a_teacher_who_may_not_read_texts_gets_no_picker_they_cannot_use(school):
+    at = signed_in("lee")
+    at.switch_page("app_pages/trends.py").run()
+    assert not at.exception
+    keys = {s.key for s in at.selectbox}
+    assert "trend_fix_message" not in keys  # a label cannot be judged from a time and the label
+    assert "alert_id" not in keys and not [b for b in at.button if b.key and b.key.startswith("alert_")]
+    assert not [d for d in at.dataframe if "correction" in d.value.columns]  # no message list without texts
+    assert any("History of alert" in e.label for e in at.expander)  # the table's alert can still be read
+    counsellor = signed_in("cara")  # the control: a counsellor has both pickers
+    counsellor.switch_page("app_pages/trends.py").run()
+    assert {"trend_fix_message", "alert_id"} <= {s.key for s in counsellor.selectbox}
 
 
 def test_user_commands_manage_accounts_and_audit_exports_csv(tmp_path):
