@@ -143,6 +143,37 @@ def test_the_first_start_asks_for_an_admin(tmp_path, monkeypatch):
     assert any("Signed in as head (admin)" in c.value for c in at.sidebar.caption)
 
 
+def test_creating_the_first_admin_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIO_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("AIO_AUTH", "local")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    at.text_input(key="first_user").set_value("Head")
+    at.text_input(key="first_password").set_value(PASSWORD)
+    at.text_input(key="first_again").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Administrator head created; sign in with that name."]
+    assert at.text_input(key="signin_user")  # and the sign-in form is shown under it
+
+
+def test_adding_an_account_lists_it_at_once_and_empties_the_form(school):
+    at = signed_in("admin")
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="new_user").set_value("carol")
+    at.text_input(key="new_user_password").set_value(PASSWORD)
+    at.selectbox(key="new_user_role").set_value("counsellor")
+    at.button(key="FormSubmitter:add_user-Add an account").click().run()
+    assert not at.exception
+    assert any("Account carol added." in s.value for s in at.success)
+    users = next(d.value for d in at.dataframe if "User name" in d.value.columns)
+    assert "carol" in list(users["User name"])  # in the table the same moment
+    assert (at.text_input(key="new_user").value, at.text_input(key="new_user_password").value) == ("", "")
+    at.text_input(key="new_user").set_value("dan")
+    at.text_input(key="new_user_password").set_value("short")  # refused: what was typed stays, to be corrected
+    at.button(key="FormSubmitter:add_user-Add an account").click().run()
+    assert at.error and at.text_input(key="new_user").value == "dan"
+
+
 def test_a_wrong_password_is_one_sentence_and_shows_nothing(school):
     at = signed_in("lee", "not the password")
     assert [e.value for e in at.error] == ["That user name and password do not match; check both and try again."]
