@@ -26,7 +26,7 @@ from app_pages.shared import (
 )
 from db.alerts import STATUSES, list_alerts, transition_alert
 from db.privacy import audit
-from db.reports import person_report, person_report_rows, rank_people
+from db.reports import person_names, person_report, person_report_rows, rank_people
 from db.rules import AlertRule
 
 who = page("trends")
@@ -36,6 +36,7 @@ if not ranked:
     st.info(t("no_people"))
     st.stop()
 handles = [p.handle for p in ranked]
+names = person_names((p.handle, p.display_name) for p in ranked)
 
 
 def choose(table: str, handle_of: list[str], alert_ids: list[int] | None = None) -> None:
@@ -90,7 +91,7 @@ if wanted in handles:
 elif wanted:
     st.info(t("person_not_listed", handle=wanted))
 handle = st.selectbox(t("person"), handles, key="trend_person",
-                      format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
+                      format_func=names.get)
 report = read(person_report, handle, chosen, scope=who.scope, filters=filters)
 if report is None:
     st.error(t("not_allowed"))
@@ -185,8 +186,8 @@ def act(alert_id: int, status: str) -> None:
 
 if can(who, "act_on_alerts"):  # a picker only for those who can act on what they pick
     alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
-                            format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
-                                                       for a in alerts if a.id == i))
+                            format_func=lambda i: next(f"#{i} {names.get(a.person.handle, a.person.display_name)}"
+                                                       f" ({t('status_' + a.status)})" for a in alerts if a.id == i))
     st.text_area(t("note"), key="alert_note")
     buttons = st.columns(3)
     for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),

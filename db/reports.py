@@ -5,6 +5,8 @@ without Streamlit. The meaning of "negative", "open alert" and "flagged" comes f
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,6 +140,14 @@ class PersonSummary:
     @property
     def negative_share(self) -> float:
         return self.negatives / self.messages if self.messages else 0.0
+
+
+def person_names(people: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{handle: how a person is named on a page}: their display name, with the handle only where it tells two
+    people of the same name apart (never "sam (sam)")."""
+    people = list(people)
+    counts = Counter(name for _, name in people)
+    return {handle: name if counts[name] == 1 or name == handle else f"{name} ({handle})" for handle, name in people}
 
 
 def rank_people(session: Session, *, days: int = 7, limit: int = 50, scope: Scope = EVERYTHING,

@@ -399,6 +399,21 @@ def test_with_a_date_range_every_trends_figure_and_title_follows_it(app_env):
     assert "last 7 days" not in " ".join(look.columns)
 
 
+def test_people_are_named_by_display_name_with_the_handle_only_to_tell_two_apart(app_env):
+    with writing(app_env) as session:
+        add_messages(session, [NewMessage(f"{h} {i}", "chat", person=h, display_name=name, label="negative",
+                                          confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=datetime(2026, 4, 1 + i, 9))
+                               for h, name in (("sam", None), ("jia1", "Jia Wu"), ("jia2", "Jia Wu"),
+                                               ("lee", "Lee Min")) for i in range(5)], rule=AlertRule())
+    at = open_page("trends")
+    people = at.selectbox(key="trend_person")
+    assert sorted(people.options) == ["Jia Wu (jia1)", "Jia Wu (jia2)", "Lee Min", "sam"]  # never "sam (sam)"
+    assert any(o.startswith("#") and o.endswith("Lee Min (open)") for o in at.selectbox(key="alert_id").options)
+    chat = open_page("chat")
+    assert sorted(chat.selectbox(key="person").options[1:]) == ["Jia Wu (jia1)", "Jia Wu (jia2)", "Lee Min", "sam"]
+
+
 def test_the_shipped_server_config_listens_locally_and_wastes_no_cpu_beside_the_model():
     """The source-file watcher re-walked the whole project (virtual environments and data/ included) on every
     SQLite write, which cost a full core whenever a tab was open and made the Screen page 2.6x slower than the CLI;
