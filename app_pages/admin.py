@@ -29,6 +29,10 @@ st.dataframe(pd.DataFrame([[u.username, u.display_name, t(f"role_{u.role}"), ", 
                                                   "col_person", "col_disabled")]),
              hide_index=True, key="users")
 known_groups = read(groups)
+NEW_USER_FIELDS = {"new_user": "", "new_user_display": "", "new_user_password": "", "new_user_email": "",
+                   "new_user_groups": [], "new_user_person": ""}
+if st.session_state.pop("_new_user_added", False):  # an empty form after an account was added (set before drawing)
+    st.session_state.update(NEW_USER_FIELDS)
 with st.expander(t("add_user")):
     with st.form("add_user"):
         columns = st.columns(3)
@@ -44,7 +48,11 @@ with st.expander(t("add_user")):
                 add_user, username, password or (None if email.strip() else ""), role=role, by=who.username,
                 display_name=display, groups=tuple(chosen), person=person.strip() or None,
                 email=email.strip() or None) is not None:
-            st.success(t("user_added", name=username))
+            # Drawn again, so the accounts table above lists the new account; the form is emptied (the password
+            # above all), while a refused form keeps what was typed, to be corrected.
+            st.session_state["_new_user_added"] = True
+            flash(t("user_added", name=username.strip().lower()))
+            st.rerun()
 if users:
     with st.expander(t("change_user")):
         accounts = {u.username: (u, g) for u, g in users}

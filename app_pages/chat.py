@@ -30,6 +30,7 @@ from app_pages.shared import (
     write,
 )
 from db.privacy import audit
+from db.reports import person_names
 from db.store import chat_history, list_people
 
 who = page("chat")
@@ -46,12 +47,13 @@ if not can(who, "chat_as_anyone"):  # a student chats as themselves only
     handle, group = who.person, next(iter(sorted(who.groups)), None)
 else:
     people = read(list_people, who.scope, kind="person")  # commenters of uploads are not chatted with
+    names = person_names((p.handle, p.display_name) for p in people)
     NEW = "\x00new"
     # Nobody is preselected: a conversation is never shown or stored under someone the user did not choose.
     choice = st.selectbox(t("who_is_chatting"), [NEW] + [p.handle for p in people], key="person", index=None,
                           placeholder=t("choose_person"),
                           format_func=lambda handle: t("new_person") if handle == NEW else
-                          next(f"{p.display_name} ({p.handle})" for p in people if p.handle == handle))
+                          names[handle])
     if choice is None:
         handle = None
     elif choice == NEW:

@@ -23,6 +23,7 @@ from app_pages.shared import (
     show_model_line,
     show_model_problem,
     t,
+    window,
 )
 from db.reports import overview_report
 
@@ -89,7 +90,7 @@ if report.first_to_look_at:
     people_table(pd.DataFrame([{
         t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
         t("negative_share"): p.negative_share, t("open_alerts"): p.open_alerts,
-        t("messages_window", days=rule().days): p.messages,
+        t("messages_window", window=window(filters, rule().days)): p.messages,
     } for p in report.first_to_look_at]), [p.handle for p in report.first_to_look_at], "look_first",
         column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                             max_value=1)})

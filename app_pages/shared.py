@@ -289,8 +289,9 @@ def risk_badge(level: str | None, category: str | None) -> str:
 
 def correction_form(key: str, choices: dict[int, str], who: Viewer) -> None:
     """Correct one shown message's label ({message id: how it is shown}). Stored with who and when; the model's label
-    is kept, and from now on the effective label (alerts, trends, exports) is the person's."""
-    if not choices or not can(who, "correct_labels"):
+    is kept, and from now on the effective label (alerts, trends, exports) is the person's. Only for a viewer who
+    may read the texts: a label cannot be judged from a time and the label itself."""
+    if not choices or not can(who, "correct_labels") or not who.scope.texts:
         return
     with st.expander(t("correct_label")):
         message_id = st.selectbox(t("message"), list(choices), key=f"{key}_message", format_func=choices.get)
@@ -389,3 +390,10 @@ def filter_bar(who: Viewer, key: str) -> Filters:
         since = datetime.combine(days[0], datetime.min.time())
         until = datetime.combine(days[1], datetime.max.time())
     return Filters(groups=tuple(chosen_groups), sources=tuple(sources), since=since, until=until, search=search)
+
+
+def window(filters: Filters, days: int) -> Markdown:
+    """The span the people figures cover, in words: the chosen date range, else the rule's last `days` days."""
+    if filters.dated:
+        return t("window_range", since=filters.since or datetime.min, until=filters.until or datetime.max)
+    return t("window_days", days=days)

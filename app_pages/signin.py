@@ -17,7 +17,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.accounts import sign_in
 from app_pages import web
-from app_pages.shared import can, database, md, read, settings, t
+from app_pages.shared import can, database, flash, md, read, settings, show_flash, t
 from db.access import EVERYTHING
 from db.privacy import audit
 from db.session import writing
@@ -170,6 +170,7 @@ def _school_sign_in() -> None:
 
 def sign_in_form() -> None:
     st.title(t("app_title"))
+    show_flash()  # e.g. the first administrator just created, said after the rerun that shows this form
     _clear_cookie()
     if read(count_users) == 0:
         first_admin_form()
@@ -223,5 +224,5 @@ def first_admin_form() -> None:
                 except USER_ERRORS as error:
                     st.error(md(error))
                     return
-        st.success(t("admin_created"))
+        flash(t("admin_created", name=username.strip().lower()))  # st.success here would vanish with the rerun
         st.rerun()

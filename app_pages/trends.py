@@ -21,11 +21,12 @@ from app_pages.shared import (
     risk_review_form,
     rule,
     t,
+    window,
     write,
 )
 from db.alerts import STATUSES, list_alerts, transition_alert
 from db.privacy import audit
-from db.reports import person_report, person_report_rows, rank_people
+from db.reports import person_names, person_report, person_report_rows, rank_people
 from db.rules import AlertRule
 
 who = page("trends")
@@ -35,6 +36,7 @@ if not ranked:
     st.info(t("no_people"))
     st.stop()
 handles = [p.handle for p in ranked]
+names = person_names((p.handle, p.display_name) for p in ranked)
 
 
 def choose(table: str, handle_of: list[str], alert_ids: list[int] | None = None) -> None:
@@ -47,11 +49,14 @@ def choose(table: str, handle_of: list[str], alert_ids: list[int] | None = None)
             st.session_state["alert_id"] = alert_ids[rows[0]]
 
 
-st.subheader(t("ranked", days=rule().days))
+span = window(filters, rule().days)  # what every figure below covers, said in each title that has a figure
+st.subheader(t("ranked", window=span))
 st.caption(t("choose_row"))
+# The columns in the order the rows are ranked by, so the ranking can be read off the figures shown.
 st.dataframe(pd.DataFrame([{t("person"): p.display_name, t("col_handle"): p.handle, t("group"): p.group or "",
-                            t("negative_share"): p.negative_share, t("negative"): p.negatives,
-                            t("messages_window", days=rule().days): p.messages, t("open_alerts"): p.open_alerts}
+                            t("col_urgent"): "⚠" if p.urgent else "", t("open_alerts"): p.open_alerts,
+                            t("col_risk_messages"): p.risky, t("negative_share"): p.negative_share,
+                            t("negative"): p.negatives, t("messages_window", window=span): p.messages}
                            for p in ranked]),
              hide_index=True, key="ranked", on_select=lambda: choose("ranked", handles), selection_mode="single-row",
              column_config={t("negative_share"): st.column_config.ProgressColumn(format="percent", min_value=0,
@@ -86,7 +91,7 @@ if wanted in handles:
 elif wanted:
     st.info(t("person_not_listed", handle=wanted))
 handle = st.selectbox(t("person"), handles, key="trend_person",
-                      format_func=lambda h: next(f"{p.display_name} ({h})" for p in ranked if p.handle == h))
+                      format_func=names.get)
 report = read(person_report, handle, chosen, scope=who.scope, filters=filters)
 if report is None:
     st.error(t("not_allowed"))
@@ -118,6 +123,15 @@ else:
                  alt.Tooltip("text:N")]))
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(t("chart_help"))
+    if who.scope.texts:  # the messages themselves, to read (a dataframe shows its cells as plain text, never HTML)
+        with st.expander(t("person_messages", count=len(report.points)), expanded=True):
+            st.dataframe(pd.DataFrame([{
+                t("at"): p.at, t("col_message"): p.text or "",
+                t("col_label"): t(p.label) if p.label else t("unlabelled_badge"),
+                t("col_risk"): risk_badge(p.risk, p.risk_category),
+                t("col_correction"): t("model_said", label=t(p.model_label)) if p.corrected and p.model_label
+                else t("corrected_mark") if p.corrected else "",
+            } for p in reversed(report.points)]), hide_index=True, key="person_messages")
     correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
                                   for p in reversed(report.points) if p.label}, who)
     risk_review_form("trend_risk", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} "
@@ -129,9 +143,10 @@ st.download_button(t("export_person_report", name=report.person.display_name), c
                    file_name=f"person-{report.person.handle}.csv", mime="text/csv", key="export_person",
                    on_click=lambda: write(audit, who.username, "export.person_report", handle, f"{len(rows)} messages"))
 
-st.subheader(t("alerts"))
+st.subheader(t("alerts_window", window=span) if filters.dated else t("alerts"))
 statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
-alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked])
+alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked], since=filters.since,
+              until=filters.until)
 alerts.sort(key=lambda a: a.person.handle != handle)  # the viewed person's alerts first, in the usual order
 if not alerts:
     st.caption(t("no_alerts"))
@@ -141,7 +156,9 @@ st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_nam
                             t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
                             t("message"): a.message.text if a.kind == "risk" and a.message and who.scope.texts
                             else "",
-                            t("negative_share"): round(a.negative_share, 2), t("from"): a.window_start,
+                            # A risk alert is one message, not a share of negatives: blank, not a false 0.
+                            t("negative_share"): round(a.negative_share, 2) if a.kind == "sentiment" else None,
+                            t("from"): a.window_start,
                             t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts",
              on_select=lambda: choose("alerts", [a.person.handle for a in alerts], [a.id for a in alerts]),
@@ -153,9 +170,6 @@ st.download_button(t("export_alerts"), csv_bytes(["id", "person", "handle", "kin
                                                   "message", "from", "to", "by", "note"], table),
                    file_name="alerts.csv", mime="text/csv", key="export_alerts",
                    on_click=lambda: write(audit, who.username, "export.alerts", None, f"{len(table)} alerts"))
-alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
-                        format_func=lambda i: next(f"#{i} {a.person.display_name} ({t('status_' + a.status)})"
-                                                   for a in alerts if a.id == i))
 
 
 def act(alert_id: int, status: str) -> None:
@@ -164,17 +178,25 @@ def act(alert_id: int, status: str) -> None:
     if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
         write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
         st.session_state["alert_note"] = ""
+        # Set again so the next run sends the picker's label with the new status: the browser otherwise keeps
+        # showing the label it had ("#4 … (open)"), since it holds the chosen label rather than the alert's id.
+        st.session_state["alert_id"] = alert_id
         flash(t("alert_updated", id=alert_id, status=t(f"status_{status}")))
 
 
-if can(who, "act_on_alerts"):
+if can(who, "act_on_alerts"):  # a picker only for those who can act on what they pick
+    alert_id = st.selectbox(t("act_on"), [a.id for a in alerts], key="alert_id",
+                            format_func=lambda i: next(f"#{i} {names.get(a.person.handle, a.person.display_name)}"
+                                                       f" ({t('status_' + a.status)})" for a in alerts if a.id == i))
     st.text_area(t("note"), key="alert_note")
     buttons = st.columns(3)
     for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
                                                  ("open", "reopen")), strict=True):
         column.button(t(label), key=f"alert_{status}", on_click=act, args=(alert_id, status))
-with st.expander(t("history")):
-    selected = next(a for a in alerts if a.id == alert_id)
+else:  # the others read the history of the alert whose row they chose in the table
+    alert_id = st.session_state.get("alert_id", alerts[0].id)
+selected = next((a for a in alerts if a.id == alert_id), alerts[0])
+with st.expander(t("history_of", id=selected.id)):
     st.dataframe(pd.DataFrame([{t("at"): e.at, t("from"): t(f"status_{e.from_status}") if e.from_status else "",
                                 t("to"): t(f"status_{e.to_status}"), t("by"): e.by or "", t("note"): e.note or ""}
                                for e in selected.events]), hide_index=True, key="alert_history")

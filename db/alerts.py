@@ -5,8 +5,9 @@ Sustained negativity: one episode has one alert. While a person's alert is open 
 it; once it is resolved, only messages stored after it count towards the next one. The rule is evaluated with SQL
 aggregates over the (person, time, id) index for every person a write touched, in two set-based queries however
 long their histories are: the write transaction that stores a chunk holds the lock for milliseconds. When the
-evidence goes away (a correction, a re-score) an alert nobody has acted on yet is withdrawn (resolved by "rule"),
-and comes back if the evidence does.
+evidence goes away (a correction, a re-score) an alert nobody has acted on yet is withdrawn (resolved by "rule");
+if the evidence comes back within `REOPEN_WITHIN` that same alert reopens (a flapping alert stays one alert), and
+later it is a new episode with a new alert.
 
 Risk: a message whose effective risk is concern or urgent opens a risk alert of its own immediately, with no rule
 window: a second risk message from the same person (of another category, or not) is its own alert, seen on its own.
@@ -34,11 +35,24 @@ from db.rules import AlertRule, Finding
 STATUSES = ("open", "acknowledged", "resolved")
 ACTIVE = ("open", "acknowledged")  # an "open alert" is one not resolved yet, whether or not someone acknowledged it
 RULE = "rule"  # the actor of changes the product makes itself
+# A withdrawn sentiment alert whose evidence comes back within this long reopens, rather than a new one opening:
+# corrections and re-scores make an alert flap, and one episode should read as one alert with one history.
+REOPEN_WITHIN = timedelta(hours=1)
 
 
 def open_alert() -> ColumnElement[bool]:
     """THE definition of an open alert, for every count and list that shows one."""
     return Alert.status.in_(ACTIVE)
+
+
+def in_period(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
+    """THE definition of an alert within a date range: its window (first to last message) overlaps the range."""
+    conditions = [literal(True)]
+    if since is not None:
+        conditions.append(Alert.window_end >= since)
+    if until is not None:
+        conditions.append(Alert.window_start <= until)
+    return and_(*conditions)
 
 
 def alert_order() -> tuple[ColumnElement, ...]:
@@ -133,6 +147,11 @@ def _withdrawn(alert: Alert) -> bool:
     return alert.status == "resolved" and alert.updated_by == RULE
 
 
+def _reopenable(alert: Alert | None, now: datetime) -> bool:
+    """Withdrawn recently enough that evidence coming back is the same episode (see REOPEN_WITHIN)."""
+    return alert is not None and _withdrawn(alert) and now - alert.updated_at <= REOPEN_WITHIN
+
+
 def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule) -> int:
     """Re-evaluate the sustained-negativity rule for these people: open, update, withdraw or bring back their
     alerts. Returns how many people now have an open sentiment alert."""
@@ -156,7 +175,7 @@ def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule)
     findings = _findings(session, baselines, rule)
     newest_ids = dict(session.execute(select(Message.person_id, func.max(Message.id))
                                       .where(Message.person_id.in_(ids)).group_by(Message.person_id)).all())
-    opened = 0
+    opened, now = 0, utcnow()
     for pid in ids:
         finding, alert = findings.get(pid), active[pid]
         if finding is None:
@@ -165,8 +184,8 @@ def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule)
             continue
         if alert is None:
             latest = mine.get(pid, [])[-1] if mine.get(pid) else None
-            if latest is not None and _withdrawn(latest):
-                alert = latest  # the evidence came back: the same episode, not a new one
+            if _reopenable(latest, now):
+                alert = latest  # the evidence came back at once: the same episode, not a new one
                 _move(alert, "open", by=RULE, note=f"the rule fires again: {finding.rule}")
             else:
                 alert = Alert(person_id=pid, kind="sentiment", status="open", updated_by=RULE)
@@ -240,10 +259,11 @@ def follow_risk_review(session: Session, message: Message, *, by: str, note: str
 
 
 def list_alerts(session: Session, statuses: tuple[str, ...] = STATUSES, person_id: int | None = None,
-                person_ids: Sequence[int] | None = None) -> list[Alert]:
-    """Alerts in `alert_order`; for one person, or for the people a viewer may see."""
+                person_ids: Sequence[int] | None = None, since: datetime | None = None,
+                until: datetime | None = None) -> list[Alert]:
+    """Alerts in `alert_order`; for one person, or for the people a viewer may see; within a date range if given."""
     query = (select(Alert).options(joinedload(Alert.person), joinedload(Alert.events), joinedload(Alert.message))
-             .where(Alert.status.in_(statuses)).order_by(*alert_order()))
+             .where(Alert.status.in_(statuses), in_period(since, until)).order_by(*alert_order()))
     if person_id is not None:
         query = query.where(Alert.person_id == person_id)
     if person_ids is not None:

@@ -5,6 +5,8 @@ without Streamlit. The meaning of "negative", "open alert" and "flagged" comes f
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -12,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, messages_clause, people_clause
-from db.alerts import ACTIVE, list_alerts, open_alert
+from db.alerts import ACTIVE, in_period, list_alerts, open_alert
 from db.labels import effective_label, negatives, risky_count
 from db.models import Alert, Batch, Message, Person, User, UserGroup
 from db.rules import AlertRule, flagged_windows, rolling_share
@@ -39,6 +41,15 @@ class Filters:
         if self.until is not None:
             conditions.append(Message.created_at <= self.until)
         return and_(*conditions)
+
+    @property
+    def dated(self) -> bool:
+        """A date range was chosen: it, not the rule's last D days, is the window every figure covers."""
+        return self.since is not None or self.until is not None
+
+    def alerts(self) -> ColumnElement[bool]:
+        """The alerts these filters select by date (an alert's window overlapping the range)."""
+        return in_period(self.since, self.until)
 
     def people(self, scope: Scope = EVERYTHING) -> ColumnElement[bool]:
         """The people these filters select; the search matches names, and texts only where `scope` may read them
@@ -90,7 +101,7 @@ def overview(session: Session, scope: Scope = EVERYTHING, filters: Filters = NO_
                risky_count()).where(shown)).one()
     people = select(Person.id).where(people_clause(scope), filters.people(scope),
                                      Person.id.in_(select(Message.person_id).where(shown)))
-    alerts = select(Alert).where(open_alert(), Alert.person_id.in_(people))
+    alerts = select(Alert).where(open_alert(), filters.alerts(), Alert.person_id.in_(people))
     batches = select(func.count(Batch.id)).where(true() if scope.batches else false())
     return Overview(messages=messages, labelled=labelled, negatives=negative or 0, risky=risky or 0,
                     people=session.scalar(select(func.count()).select_from(people.subquery())),
@@ -131,24 +142,34 @@ class PersonSummary:
         return self.negatives / self.messages if self.messages else 0.0
 
 
+def person_names(people: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{handle: how a person is named on a page}: their display name, with the handle only where it tells two
+    people of the same name apart (never "sam (sam)")."""
+    people = list(people)
+    counts = Counter(name for _, name in people)
+    return {handle: name if counts[name] == 1 or name == handle else f"{name} ({handle})" for handle, name in people}
+
+
 def rank_people(session: Session, *, days: int = 7, limit: int = 50, scope: Scope = EVERYTHING,
                 filters: Filters = NO_FILTERS) -> list[PersonSummary]:
-    """People to look at first: urgent risk alerts, then open alerts, then the highest negative share over the last
-    `days` days (ending at the newest message shown, so imported history ranks the same as live chat)."""
+    """People to look at first: urgent risk alerts, then open alerts, then risk messages, then the highest negative
+    share, over the filters' date range if one was chosen, else over the last `days` days (ending at the newest
+    message shown, so imported history ranks the same as live chat). Alerts count when they fall in that range."""
     shown = _visible_messages(scope, filters)
     newest = session.scalar(select(func.max(Message.created_at)).where(shown))
     if newest is None:
         return []
-    since = newest - timedelta(days=days)
+    # With a date range, `shown` already holds exactly the range's messages.
+    in_window = true() if filters.dated else Message.created_at > newest - timedelta(days=days)
     recent = (select(Message.person_id, func.count(effective_label()).label("n"), negatives().label("neg"),
                      risky_count().label("risky"),
                      func.max(Message.created_at).label("last"))
-              .where(shown, Message.created_at > since, Message.person_id.is_not(None))
+              .where(shown, in_window, Message.person_id.is_not(None))
               .group_by(Message.person_id).subquery())
     alerts = (select(Alert.person_id, func.count().label("open"),
                      func.max(case((and_(Alert.kind == "risk", Alert.severity == "urgent"), 1), else_=0))
                      .label("urgent"))
-              .where(open_alert()).group_by(Alert.person_id).subquery())
+              .where(open_alert(), filters.alerts()).group_by(Alert.person_id).subquery())
     sources = (select(Message.person_id, Message.source).where(shown, Message.person_id.is_not(None))
                .distinct().subquery())
     present = select(sources.c.person_id)
@@ -191,7 +212,8 @@ def overview_report(session: Session, *, scope: Scope = EVERYTHING, filters: Fil
     ranked = [p for p in rank_people(session, days=rule_days, limit=top, scope=scope, filters=filters)
               if p.open_alerts or p.negatives or p.risky]
     people = select(Person.id).where(people_clause(scope), filters.people(scope))
-    urgent = [a for a in list_alerts(session, ACTIVE, person_ids=people) if a.kind == "risk"]
+    urgent = [a for a in list_alerts(session, ACTIVE, person_ids=people, since=filters.since, until=filters.until)
+              if a.kind == "risk"]
     return OverviewReport(totals=totals, first_to_look_at=ranked, activity=daily_counts(session, scope, window),
                           unlabelled=totals.messages - totals.labelled, urgent=urgent,
                           unrouted=unrouted_alerts(session) if scope.groups is None and scope.people else [])

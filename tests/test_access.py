@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from aio_core.workflows.accounts import sign_in
 from db.access import scope_for
 from db.errors import StoreError
-from db.models import AuditEvent, User
+from db.models import AuditEvent, Message, User
 from db.privacy import export_person
 from db.reports import overview, overview_report, person_report, rank_people
 from db.rules import AlertRule
@@ -143,6 +143,37 @@ def test_the_first_start_asks_for_an_admin(tmp_path, monkeypatch):
     assert any("Signed in as head (admin)" in c.value for c in at.sidebar.caption)
 
 
+def test_creating_the_first_admin_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIO_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("AIO_AUTH", "local")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+    at.text_input(key="first_user").set_value("Head")
+    at.text_input(key="first_password").set_value(PASSWORD)
+    at.text_input(key="first_again").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Administrator head created; sign in with that name."]
+    assert at.text_input(key="signin_user")  # and the sign-in form is shown under it
+
+
+def test_adding_an_account_lists_it_at_once_and_empties_the_form(school):
+    at = signed_in("admin")
+    at.switch_page("app_pages/admin.py").run()
+    at.text_input(key="new_user").set_value("carol")
+    at.text_input(key="new_user_password").set_value(PASSWORD)
+    at.selectbox(key="new_user_role").set_value("counsellor")
+    at.button(key="FormSubmitter:add_user-Add an account").click().run()
+    assert not at.exception
+    assert any("Account carol added." in s.value for s in at.success)
+    users = next(d.value for d in at.dataframe if "User name" in d.value.columns)
+    assert "carol" in list(users["User name"])  # in the table the same moment
+    assert (at.text_input(key="new_user").value, at.text_input(key="new_user_password").value) == ("", "")
+    at.text_input(key="new_user").set_value("dan")
+    at.text_input(key="new_user_password").set_value("short")  # refused: what was typed stays, to be corrected
+    at.button(key="FormSubmitter:add_user-Add an account").click().run()
+    assert at.error and at.text_input(key="new_user").value == "dan"
+
+
 def test_a_wrong_password_is_one_sentence_and_shows_nothing(school):
     at = signed_in("lee", "not the password")
     assert [e.value for e in at.error] == ["That user name and password do not match; check both and try again."]
@@ -185,6 +216,41 @@ def test_acting_on_an_alert_records_the_signed_in_counsellor(school):
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("alert.%"))).all()
         assert [(e.actor, e.action) for e in events] == [("cara", "alert.acknowledged")]
         assert "view.person" in session.scalars(select(AuditEvent.action)).all()
+
+
+def test_a_counsellor_reads_a_persons_messages_newest_first_as_plain_text(school):
+    from db.corrections import correct_label
+
+    hostile = "<b>bold</b> [click](javascript:alert(1))"
+    with writing(school) as session:
+        add_messages(session, [NewMessage(hostile, "chat", person="ann", label="negative", confidence=0.9,
+                                          p_negative=0.9, uncertain=False, created_at=datetime(2026, 4, 20, 9))],
+                     rule=AlertRule())
+        fixed = session.scalar(select(Message.id).where(Message.text == "ann secret 2"))
+        correct_label(session, fixed, "positive", by="cara", rule=AlertRule())
+    at = signed_in("cara")
+    at.switch_page("app_pages/trends.py").run()
+    assert not at.exception
+    shown = next(d.value for d in at.dataframe if {"message", "label", "risk", "correction"} <= set(d.value.columns))
+    assert shown["message"].iloc[0] == hostile  # newest first, exactly as typed (a table cell is never markup)
+    assert list(shown["at"]) == sorted(shown["at"], reverse=True) and len(shown) == 7
+    row = shown.set_index("message").loc["ann secret 2"]
+    assert (row["label"], row["correction"]) == ("positive", "corrected (the model said negative)")
+    assert "urgent" in shown.set_index("message").loc["ann secret 0", "risk"]
+
+
+def test_a_teacher_who_may_not_read_texts_gets_no_picker_they_cannot_use(school):
+    at = signed_in("lee")
+    at.switch_page("app_pages/trends.py").run()
+    assert not at.exception
+    keys = {s.key for s in at.selectbox}
+    assert "trend_fix_message" not in keys  # a label cannot be judged from a time and the label
+    assert "alert_id" not in keys and not [b for b in at.button if b.key and b.key.startswith("alert_")]
+    assert not [d for d in at.dataframe if "correction" in d.value.columns]  # no message list without texts
+    assert any("History of alert" in e.label for e in at.expander)  # the table's alert can still be read
+    counsellor = signed_in("cara")  # the control: a counsellor has both pickers
+    counsellor.switch_page("app_pages/trends.py").run()
+    assert {"trend_fix_message", "alert_id"} <= {s.key for s in counsellor.selectbox}
 
 
 def test_user_commands_manage_accounts_and_audit_exports_csv(tmp_path):

@@ -290,6 +290,18 @@ def test_acting_on_an_alert_shows_the_new_state_at_once_and_clears_the_note(app_
     assert any("is now acknowledged" in s.value for s in at.success)
 
 
+def test_after_an_action_the_alert_picker_shows_the_alerts_new_status(app_env):
+    """The browser keeps a select box's chosen label, not its value: unless the page sends the new label with the
+    next run, the picker still reads "#1 sad (open)" beside a table that says acknowledged."""
+    seed_person(app_env, "sad", "------")
+    at = open_page("trends")
+    assert at.selectbox(key="alert_id").options == ["#1 sad (open)"]
+    at.button(key="alert_acknowledged").click().run()
+    picker = at.selectbox(key="alert_id").proto
+    assert list(picker.options) == ["#1 sad (acknowledged)"]
+    assert picker.set_value and picker.raw_value == "#1 sad (acknowledged)"  # what the browser will show
+
+
 def test_the_language_choice_holds_on_every_page(app_env):
     at = open_page("overview")
     at.selectbox(key="lang_picker").set_value("zh").run()
@@ -344,6 +356,62 @@ def test_a_group_filter_changes_every_figure_on_overview_and_trends(app_env):
     assert list(frame(at, "handle", "negative")["handle"]) == ["ann"]
     assert list(frame(at, "handle", "negative")["Messages, last 7 days"]) == [6]  # the rule's window, said as such
     assert {b.key for b in at.get("download_button")} == {"export_alerts", "export_person"}  # as filtered, as CSV
+
+
+def dated_people(db) -> None:
+    """calm: an October run of negatives (an open alert then), positive all of November; sad: three negatives early
+    in November (no alert); kit: one urgent risk message in November."""
+    rows = [NewMessage(f"calm {d}", "chat", person="calm", label="negative", confidence=0.9, p_negative=0.9,
+                       uncertain=False, created_at=datetime(2026, 10, d, 9)) for d in range(1, 7)]
+    rows += [NewMessage(f"calm nov {d}", "chat", person="calm", label="positive", confidence=0.9, p_negative=0.1,
+                        uncertain=False, created_at=datetime(2026, 11, d, 9)) for d in range(1, 15)]
+    rows += [NewMessage(f"sad {d}", "chat", person="sad", label="negative", confidence=0.9, p_negative=0.9,
+                        uncertain=False, created_at=datetime(2026, 11, d, 9)) for d in range(3, 6)]
+    rows += [NewMessage("kit is in danger", "chat", person="kit", label="positive", confidence=0.9, p_negative=0.1,
+                        uncertain=False, risk="urgent", risk_category="self-harm",
+                        created_at=datetime(2026, 11, 10, 9))]
+    with writing(db) as session:
+        add_messages(session, rows, rule=AlertRule())
+
+
+def test_with_a_date_range_every_trends_figure_and_title_follows_it(app_env):
+    from datetime import date
+
+    dated_people(app_env)
+    at = open_page("trends")
+    at.date_input(key="trends_dates").set_value((date(2026, 11, 1), date(2026, 11, 15))).run()
+    assert not at.exception
+    people = frame(at, "handle", "negative")
+    titles = " ".join(people.columns) + " ".join(s.value for s in at.subheader)
+    assert "last 7 days" not in titles and "2026-11-01" in titles and "2026-11-15" in titles
+    window = next(c for c in people.columns if c.startswith("Messages"))
+    by_handle = people.set_index("handle")
+    assert by_handle.loc["sad", window] == 3 and by_handle.loc["sad", "Negative share"] == 1.0
+    assert by_handle.loc["calm", "Open alerts"] == 0  # its alert is October's
+    assert list(people["handle"]).index("sad") < list(people["handle"]).index("calm")  # 100% above 0%
+    alerts = frame(at, "id", "status", "rule")
+    assert len(alerts) == 1 and "urgent" in alerts["rule"].iloc[0]  # October's alert is outside the range
+    assert alerts["Negative share"].isna().all()  # a risk alert has no negative share to show
+    overview = open_page("overview")
+    overview.date_input(key="overview_dates").set_value((date(2026, 11, 1), date(2026, 11, 15))).run()
+    assert {m.label: m.value for m in overview.metric}["Open alerts"] == "1"  # kit's, not calm's October one
+    look = frame(overview, "handle", "Open alerts")
+    assert "last 7 days" not in " ".join(look.columns)
+
+
+def test_people_are_named_by_display_name_with_the_handle_only_to_tell_two_apart(app_env):
+    with writing(app_env) as session:
+        add_messages(session, [NewMessage(f"{h} {i}", "chat", person=h, display_name=name, label="negative",
+                                          confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=datetime(2026, 4, 1 + i, 9))
+                               for h, name in (("sam", None), ("jia1", "Jia Wu"), ("jia2", "Jia Wu"),
+                                               ("lee", "Lee Min")) for i in range(5)], rule=AlertRule())
+    at = open_page("trends")
+    people = at.selectbox(key="trend_person")
+    assert sorted(people.options) == ["Jia Wu (jia1)", "Jia Wu (jia2)", "Lee Min", "sam"]  # never "sam (sam)"
+    assert any(o.startswith("#") and o.endswith("Lee Min (open)") for o in at.selectbox(key="alert_id").options)
+    chat = open_page("chat")
+    assert sorted(chat.selectbox(key="person").options[1:]) == ["Jia Wu (jia1)", "Jia Wu (jia2)", "Lee Min", "sam"]
 
 
 def test_the_shipped_server_config_listens_locally_and_wastes_no_cpu_beside_the_model():

@@ -96,6 +96,38 @@ def test_alert_opens_once_per_episode_and_reopens_only_on_new_evidence(db, rule)
         ]
 
 
+def test_a_flapping_alert_stays_one_alert_within_the_hour_and_a_later_run_is_a_new_one(db, rule):
+    """Open -> withdrawn -> open within REOPEN_WITHIN is one alert; evidence that comes back later is a new episode,
+    not an old alert brought back with its old window (the control case, which must differ)."""
+    from db.alerts import REOPEN_WITHIN
+    from db.corrections import correct_label, undo_correction
+    from db.models import Alert
+
+    store(db, rule, "amy", "-----")
+    with reading(db) as session:
+        ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+    with writing(db) as session:
+        fixes = [correct_label(session, i, "positive", by="Ms Lee", rule=rule).id for i in ids[:3]]
+    with writing(db) as session:  # back within the hour: the same alert, reopened
+        undo_correction(session, fixes[0], by="Ms Lee", rule=rule)
+    with reading(db) as session:
+        (alert,) = list_alerts(session)
+        assert alert.status == "open"
+        assert [e.to_status for e in alert.events] == ["open", "resolved", "open"]
+    with writing(db) as session:
+        fixes.append(correct_label(session, ids[0], "positive", by="Ms Lee", rule=rule).id)
+    with writing(db) as session:  # withdrawn longer ago than the window
+        withdrawn = session.get(Alert, alert.id)
+        assert (withdrawn.status, withdrawn.updated_by) == ("resolved", "rule")
+        withdrawn.updated_at -= REOPEN_WITHIN + timedelta(minutes=1)
+    with writing(db) as session:
+        undo_correction(session, fixes[-1], by="Ms Lee", rule=rule)
+    with reading(db) as session:
+        alerts = list_alerts(session)
+        assert sorted(a.status for a in alerts) == ["open", "resolved"]
+        assert next(a for a in alerts if a.status == "open").id != alert.id
+
+
 def test_transition_needs_a_name_and_a_known_status(db, rule):
     store(db, rule, "bo", "-----")
     with writing(db) as session:
