@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.backends import missing_model
+from aio_core.columns import column_samples
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.jobs import cancel, submit
@@ -48,6 +49,7 @@ if upload is not None:
         with uploaded_path(upload) as path:
             info = inspect_csv(path, upload.name)
             guess = guess_columns(info)
+            samples = column_samples(info)
             preview = pd.DataFrame([row for n, _, row in iter_rows(info) if n <= 20], columns=list(info.header))
     except USER_ERRORS as error:
         st.error(md(error))
@@ -64,6 +66,8 @@ if upload is not None:
     time_column = columns[2].selectbox(t("time_column"), optional, key="time_column",
                                        index=optional.index(guess.time_column),
                                        format_func=lambda c: t("none") if c is None else c)
+    st.caption(md(t("text_sample", column=text_column,
+                    values=" · ".join(f"“{v[:120]}”" for v in samples[text_column]) or t("none"))))
     if st.button(t("run_screening", rows=info.rows), key="run", type="primary"):
         state = model()
         if state.engine is None:

@@ -55,6 +55,7 @@ STRINGS: dict[str, dict[str, str]] = {
                 "zh": "{name} 大小为 {size:.1f} MB，超过 {mb} MB 上限；请拆分文件或调大 AIO_UPLOAD_MB。"},
     "preview": {"en": "Preview ({rows:,} rows, {encoding})", "zh": "预览（{rows:,} 行，{encoding}）"},
     "text_column": {"en": "Text column", "zh": "文本列"},
+    "text_sample": {"en": "First texts of {column}: {values}", "zh": "{column} 的前几条文本：{values}"},
     "person_column": {"en": "Person column", "zh": "用户列"},
     "time_column": {"en": "Time column", "zh": "时间列"},
     "none": {"en": "(none)", "zh": "（无）"},

@@ -3,6 +3,7 @@ what ends up stored."""
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from datetime import datetime, timedelta
@@ -131,6 +132,34 @@ def test_screening_a_csv_stores_its_rows_and_offers_the_download(app_env):
     assert list(results["text"]) == ["太好吃了", '=HYPERLINK("x")']
     at.toggle(key="flagged_only").set_value(True).run()
     assert all(frame(at, "text", "flagged")["flagged"])
+
+
+def platform_export(path: Path, rows: int = 8) -> Path:
+    """A comment export as platforms write it: ids, a platform name, the author, a time named like a post, the
+    comment, and a count."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "platform", "author", "posted_at", "comment", "likes"])
+        for i in range(rows):
+            how = "late again and nobody answered" if i % 2 else "quick, thanks a lot"
+            writer.writerow([1000 + i, "weibo" if i % 2 else "douyin", f"user{i % 3}",
+                             f"2026-05-{1 + i:02d}T10:{i:02d}:00Z", f"comment number {i}: the delivery was {how}",
+                             i * 3])
+    return path
+
+
+def test_columns_are_guessed_from_the_cells_and_the_text_is_sampled_before_screening(app_env, tmp_path):
+    """`posted_at` once looked like the text (its name has "post") and the time was not found."""
+    source = platform_export(tmp_path / "export.csv")
+    at = open_page("screen")
+    at.file_uploader(key="upload").upload("export.csv", source.read_bytes(), "text/csv").run()
+    assert not at.exception
+    assert (at.selectbox(key="text_column").value, at.selectbox(key="person_column").value,
+            at.selectbox(key="time_column").value) == ("comment", "author", "posted_at")
+    sample = next(c for c in values(at.caption) if "First texts of comment" in c).replace("\\", "")  # escaped
+    assert all(f"comment number {i}:" in sample for i in range(3)) and "comment number 3" not in sample
+    at.selectbox(key="text_column").set_value("platform").run()  # the sample follows the reader's choice
+    assert any("First texts of platform" in c and "douyin" in c for c in values(at.caption))
 
 
 def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):

@@ -136,6 +136,16 @@ def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
     (["author", "comment", "posted"], [["a", "hello there", "2026-01-01"]], ("comment", "author", "posted")),
     (["用户昵称", "评论内容", "发布时间"], [["a", "很好", "2026-01-01"]], ("评论内容", "用户昵称", "发布时间")),
     (["id", "x", "y"], [["1", "a long piece of text here", "b"]], ("x", None, None)),
+    # Names mislead: "posted_at" is a time, not the post; the position of a column never decides.
+    (["id", "platform", "author", "posted_at", "comment", "likes"],
+     [["101", "weibo", "amy", "2026-05-01T10:00:00Z", "the parcel came two days late and support never answered", "3"],
+      ["102", "douyin", "bo", "2026-05-02T11:30:00Z", "quick delivery, well packed, would order again", "12"],
+      ["103", "weibo", "cy", "1746093600", "太慢了，客服也不回消息，很失望", "0"]],
+     ("comment", "author", "posted_at")),
+    (["likes", "body_id", "created", "nick", "t"],
+     [["3", "9007199254740993", "2026-01-01 10:00", "a", "这个产品真的很好用，推荐给大家"],
+      ["5", "9007199254740994", "2026-01-02 10:00", "b", "完全不能用，退货了"]],
+     ("t", "nick", "created")),
 ])
 def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expected):
     path = tmp_path / "g.csv"

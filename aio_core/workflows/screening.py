@@ -9,16 +9,15 @@ Nothing is stored until the whole file has been checked (encoding, shape, column
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import Engine as Database
 
+from aio_core import columns
+from aio_core.columns import parse_time
 from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
@@ -102,27 +101,10 @@ class ScreenSummary:
                 f"alert.{blank}{duplicate}")
 
 
-_TEXT_NAMES = re.compile(r"text|comment|content|message|body|review|tweet|post|评论|内容|留言|正文|文本|消息", re.I)
-_PERSON_NAMES = re.compile(r"user|author|name|handle|person|student|account|from|用户|昵称|作者|姓名|学生", re.I)
-_TIME_NAMES = re.compile(r"time|date|created|timestamp|posted|发布|时间|日期", re.I)
-
-
-def guess_columns(info: CsvInfo, sample_rows: int = 200) -> ScreenOptions:
-    """Likely text / person / time columns from their names (platform exports in English or Chinese), the text
-    column falling back to the one with the longest cells."""
-    lengths = dict.fromkeys(info.header, 0)
-    for number, _, row in iter_rows(info):
-        if number > sample_rows:
-            break
-        for column, value in row.items():
-            lengths[column] += len(value)
-
-    def named(pattern: re.Pattern, exclude: tuple[str | None, ...] = ()) -> str | None:
-        return next((c for c in info.header if pattern.search(c) and c not in exclude), None)
-
-    text = named(_TEXT_NAMES) or max(info.header, key=lambda c: lengths[c])
-    time_column = named(_TIME_NAMES, (text,))
-    return ScreenOptions(text, named(_PERSON_NAMES, (text, time_column)), time_column)
+def guess_columns(info: CsvInfo) -> ScreenOptions:
+    """The likely text, person and time columns, read from the cells (aio_core/columns.py)."""
+    guess = columns.guess_columns(info)
+    return ScreenOptions(guess.text_column, guess.person_column, guess.time_column)
 
 
 def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
@@ -131,21 +113,6 @@ def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
         if column is not None and column not in info.header:
             raise UserError(f"{info.name} has no column {column!r} for the {role}; its columns are: "
                             f"{', '.join(info.header)}.")
-
-
-def parse_time(value: str) -> datetime | None:
-    """A timestamp from a CSV cell as naive UTC; None for a blank cell; ValueError if unreadable."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit() and len(value) >= 9:  # Unix epoch seconds (or milliseconds), as some platforms export
-        stamp = pd.Timestamp(int(value), unit="ms" if len(value) > 11 else "s", tz="UTC")
-    else:
-        stamp = pd.Timestamp(value)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    if pd.isna(stamp):
-        raise ValueError(value)
-    return stamp.tz_localize(None).to_pydatetime()
 
 
 def _check_times(info: CsvInfo, column: str) -> None:
