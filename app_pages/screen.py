@@ -92,7 +92,8 @@ def announce(job: JobView) -> None:
     if job.status == "complete":
         st.success(md(job.summary))
     elif job.status == "cancelled":
-        st.info(t("job_cancelled", name=job.file_name, done=job.rows_done, total=job.rows))
+        st.info(t("job_cancelled", name=job.file_name, stored=job.rows_stored, total=job.rows,
+                  next=job.rows_stored + 1))
     else:
         st.error(t("job_failed", name=job.file_name, error=job.error))
 
@@ -103,12 +104,13 @@ def show_job(job: JobView) -> None:
     elif job.status == "cancelling":
         line = t("job_cancelling", name=job.file_name)
     elif job.rows_per_second is None:
-        line = t("job_starting", name=job.file_name, done=job.rows_done, total=job.rows)
+        line = t("job_starting", name=job.file_name, stored=job.rows_stored, total=job.rows)
     else:
-        line = t("job_progress", name=job.file_name, done=job.rows_done, total=job.rows, rate=job.rows_per_second,
-                 left=duration(job.seconds_left))
+        line = t("job_progress", name=job.file_name, stored=job.rows_stored, total=job.rows, done=job.rows_done,
+                 rate=job.rows_per_second, left=duration(job.seconds_left))
     columns = st.columns([6, 1], vertical_alignment="bottom")
-    columns[0].progress(job.rows_done / max(job.rows, 1), text=line)
+    # The bar is what is kept: rows stored in whole chunks, the number a cancel reports; labelling runs ahead of it.
+    columns[0].progress(job.rows_stored / max(job.rows, 1), text=line)
     if job.status in ("queued", "running") and (who.role == "admin" or job.owner == who.username):
         columns[1].button(t("job_cancel"), key=f"cancel_job_{job.id}", on_click=cancel, args=(job.id,),
                           kwargs={"db": database()})

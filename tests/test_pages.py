@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from db.jobs import list_jobs
@@ -160,6 +160,51 @@ def test_columns_are_guessed_from_the_cells_and_the_text_is_sampled_before_scree
     assert all(f"comment number {i}:" in sample for i in range(3)) and "comment number 3" not in sample
     at.selectbox(key="text_column").set_value("platform").run()  # the sample follows the reader's choice
     assert any("First texts of platform" in c and "douyin" in c for c in values(at.caption))
+
+
+def test_a_cancel_reports_what_is_kept_in_the_number_the_progress_showed(app_env, tmp_path, monkeypatch):
+    """The bar once counted rows labelled (64) and the cancel message rows stored ("after 0 of 500 rows"): now the
+    bar counts the rows stored in whole chunks, the cancel reports that same number, and it is what the store holds."""
+    monkeypatch.setenv("AIO_BATCH_SIZE", "1")  # one text per forward pass: a job slow enough to watch mid-chunk
+    from aio_core.workflows.screening import CHUNK_ROWS
+    from db.models import Batch
+
+    source = platform_export(tmp_path / "big.csv", rows=3 * CHUNK_ROWS)
+    at = open_page("screen")
+    at.file_uploader(key="upload").upload("big.csv", source.read_bytes(), "text/csv").run()
+    at.button(key="run").click().run()
+    assert not at.exception
+    deadline, shown = time.monotonic() + 120, None
+    while shown is None and time.monotonic() < deadline:
+        with reading(app_env) as session:
+            (job,) = list_jobs(session)
+            before = session.scalar(select(Batch.rows_done))
+        if job.rows_done % CHUNK_ROWS == 0 or job.rows_per_second is None:
+            time.sleep(0.05)  # wait until labelling runs ahead of the last stored chunk
+            continue
+        at.run()
+        with reading(app_env) as session:
+            after = session.scalar(select(Batch.rows_done))
+        if before == after:  # no chunk landed while the page was drawn: the page saw exactly `before` stored
+            bar = at.get("progress")[0].proto
+            shown = int(re.search(r"([\d,]+) of [\d,]+ rows", bar.text).group(1).replace(",", ""))
+            assert shown == before and bar.value == int(100 * before / (3 * CHUNK_ROWS))
+    assert shown is not None, "never saw the job between two chunks"
+    at.button(key=f"cancel_job_{job.id}").click().run()
+    deadline = time.monotonic() + 60
+    while list_jobs_now(app_env) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()
+    (said,) = [i for i in values(at.info) if "cancelled" in i]
+    with reading(app_env) as session:
+        kept = session.scalar(select(func.count(Message.id)))
+    assert f"cancelled with {kept:,} of {3 * CHUNK_ROWS:,} rows stored" in said and kept % CHUNK_ROWS == 0
+    assert kept >= shown and f"carries on from row {kept + 1:,}" in said
+
+
+def list_jobs_now(db) -> list:
+    with reading(db) as session:
+        return list_jobs(session)
 
 
 def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):
