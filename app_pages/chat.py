@@ -45,7 +45,7 @@ show_labels = who.scope.labels  # a student never sees labels, their own include
 if not can(who, "chat_as_anyone"):  # a student chats as themselves only
     handle, group = who.person, next(iter(sorted(who.groups)), None)
 else:
-    people = read(list_people, who.scope, kind="person")  # commenters of uploads are not chatted with
+    people = read(list_people, who.scope, students_only=True)  # commenters of uploads are not chatted with
     NEW = "\x00new"
     # Nobody is preselected: a conversation is never shown or stored under someone the user did not choose.
     choice = st.selectbox(t("who_is_chatting"), [NEW] + [p.handle for p in people], key="person", index=None,

@@ -55,6 +55,10 @@ STRINGS: dict[str, dict[str, str]] = {
                 "zh": "{name} 大小为 {size:.1f} MB，超过 {mb} MB 上限；请拆分文件或调大 AIO_UPLOAD_MB。"},
     "preview": {"en": "Preview ({rows:,} rows, {encoding})", "zh": "预览（{rows:,} 行，{encoding}）"},
     "text_column": {"en": "Text column", "zh": "文本列"},
+    "include_commenters": {"en": "Include commenters of uploaded comment files", "zh": "包括上传评论文件的评论者"},
+    "include_commenters_help": {"en": "Authors of uploaded comments are not students; by default every figure, list "
+                                      "and alert here is about students only.",
+                                "zh": "上传评论的作者不是学生；默认情况下，这里的数字、名单和预警只涉及学生。"},
     "text_sample": {"en": "First texts of {column}: {values}", "zh": "{column} 的前几条文本：{values}"},
     "person_column": {"en": "Person column", "zh": "用户列"},
     "time_column": {"en": "Time column", "zh": "时间列"},

@@ -48,6 +48,7 @@ class SchemaVersion(Base):
 # Uploaded comments are written by commenters, not students: their authors live under this prefix, so a CSV that
 # names a student's handle can never add to that student's record, hide their messages or move their alerts.
 COMMENTER_PREFIX = "comment:"
+STUDENT, COMMENTER = "person", "commenter"  # Person.kind
 
 
 class Person(Base):
@@ -61,10 +62,21 @@ class Person(Base):
     handle: Mapped[str] = mapped_column(String(200), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     group_name: Mapped[str | None] = mapped_column(String(200), index=True)
-    kind: Mapped[str] = mapped_column(String(20), default="person")  # person | commenter
+    kind: Mapped[str] = mapped_column(String(20), default=STUDENT)  # STUDENT | COMMENTER
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(back_populates="person", passive_deletes=True)
+
+    # "A student (or anyone who chats), not a commenter", defined here only: the dashboard's people, counts and
+    # alert lists, digests, escalation and routing all read this, in Python and in SQL alike.
+    @hybrid_property
+    def is_student(self) -> bool:
+        return self.kind == STUDENT
+
+    @is_student.inplace.expression
+    @classmethod
+    def _is_student_sql(cls) -> ColumnElement[bool]:
+        return cls.kind == STUDENT
 
 
 class Batch(Base):

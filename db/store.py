@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from db.access import EVERYTHING, Scope, people_clause
 from db.alerts import raise_risk_alerts, refresh_alerts
 from db.errors import StoreError
-from db.models import COMMENTER_PREFIX, Message, Person, utcnow
+from db.models import COMMENTER, COMMENTER_PREFIX, STUDENT, Message, Person, utcnow
 from db.rules import AlertRule
 from db.session import text_hash
 
@@ -91,7 +91,7 @@ def ensure_people(session: Session, people: dict[str, tuple[str | None, str | No
             with session.begin_nested():
                 person = Person(handle=handle, group_name=None if commenter else group,
                                 display_name=display or handle.removeprefix(COMMENTER_PREFIX),
-                                kind="commenter" if commenter else "person")
+                                kind=COMMENTER if commenter else STUDENT)
                 session.add(person)
             ids[handle] = person.id
         except IntegrityError:
@@ -199,12 +199,12 @@ def get_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> Pers
 
 
 def list_people(session: Session, scope: Scope = EVERYTHING, *, source: str | None = None,
-                kind: str | None = None) -> list[Person]:
-    """People the scope may read, by display name; only those with messages from `source`, or of `kind` (person |
-    commenter), when given."""
+                students_only: bool = False) -> list[Person]:
+    """People the scope may read, by display name; only those with messages from `source` when given, and only
+    students (no commenters of uploads) with `students_only`."""
     query = select(Person).where(people_clause(scope)).order_by(Person.display_name, Person.handle)
-    if kind is not None:
-        query = query.where(Person.kind == kind)
+    if students_only:
+        query = query.where(Person.is_student)
     if source is not None:
         query = query.where(Person.id.in_(select(Message.person_id).where(Message.source == source)))
     return list(session.scalars(query))

@@ -207,6 +207,38 @@ def list_jobs_now(db) -> list:
         return list_jobs(session)
 
 
+def test_commenters_stay_out_of_overview_and_trends_unless_asked_for(app_env, tmp_path, engine):
+    """Uploaded comments' authors once stood beside students in "Risk alerts: look now" and the People count."""
+    from aio_core.workflows.screening import ScreenOptions, screen_file
+
+    seed_person(app_env, "sad", "------")
+    seed_person(app_env, "fine", "+-+")
+    source = tmp_path / "comments.csv"
+    source.write_text("author,comment,posted\nmallory,I want to kill myself,2026-04-02 10:00\n"
+                      "troll,this is terrible and awful,2026-04-03 10:00\ntroll,awful awful,2026-04-04 10:00\n",
+                      encoding="utf-8")
+    screen_file(source, ScreenOptions("comment", "author", "posted"), engine=engine, db=app_env)
+    with reading(app_env) as session:
+        assert session.scalar(select(func.count(Alert.id)).where(Alert.kind == "risk")) == 1  # the commenter's
+
+    def shown_handles(at: AppTest) -> set[str]:
+        return {str(h) for d in at.dataframe if "handle" in d.value.columns for h in d.value["handle"]}
+
+    at = open_page("overview")
+    assert {m.label: m.value for m in at.metric}["People"] == "2"
+    assert shown_handles(at) == {"sad", "fine"} and not any(s.value == "Risk alerts: look now" for s in at.subheader)
+    at.toggle(key="overview_commenters").set_value(True).run()  # asked for: there they are, apart by handle
+    assert {m.label: m.value for m in at.metric}["People"] == "4"
+    assert "comment:mallory" in shown_handles(at) and any(s.value == "Risk alerts: look now" for s in at.subheader)
+
+    at = open_page("trends")
+    assert set(frame(at, "handle")["handle"]) == {"sad", "fine"}
+    cells = " ".join(str(v) for d in at.dataframe for v in d.value.astype(str).values.ravel())
+    assert "mallory" not in cells and "troll" not in cells  # nor in the alerts table
+    at.toggle(key="trends_commenters").set_value(True).run()
+    assert {"comment:mallory", "comment:troll"} <= set(frame(at, "handle")["handle"])
+
+
 def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):
     at = open_page("screen")
     big = b"text\n" + b"x" * (1024 * 1024 + 10) + b"\n"
