@@ -173,6 +173,20 @@ class Message(Base):
         return case((cls.human_risk.is_not(None), cls.human_risk_category), else_=cls.risk_category)
 
 
+class BatchReuse(Base):
+    """A row of an uploaded file whose message was stored already (same commenter, time and text: an overlapping
+    export, or the same comments re-encoded): the batch shows that message, with its labels, at this row, instead of
+    storing or labelling it twice. The row's own cells are kept for the batch's download; erasing the message erases
+    this too."""
+
+    __tablename__ = "batch_reuses"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    cells: Mapped[str | None] = mapped_column(Text)
+
+
 class Correction(Base):
     """A person's correction of a label: who, when, from what to what, on which message; undone, never deleted."""
 

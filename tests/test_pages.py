@@ -239,6 +239,42 @@ def test_commenters_stay_out_of_overview_and_trends_unless_asked_for(app_env, tm
     assert {"comment:mallory", "comment:troll"} <= set(frame(at, "handle")["handle"])
 
 
+def test_a_re_uploaded_file_shows_every_row_reusing_the_labels_already_stored(app_env):
+    """The same comments in a GBK-encoded copy (other bytes, so another batch) once showed and downloaded only the
+    rows labelled now; every row of the file is now there, in file order, the stored ones with their stored labels,
+    and nothing is labelled or stored twice."""
+    from aio_core.workflows.screening import batch_csv
+    from db.models import Batch
+
+    lines = [f"user{i % 4},第{i}条评论：这家店{'很好' if i % 3 else '太差了'},2026-05-{1 + i:02d} 10:00"
+             for i in range(9)]
+    at = open_page("screen")
+    first = "author,comment,posted\n" + "\n".join(lines[:6]) + "\n"
+    at.file_uploader(key="upload").upload("week1.csv", first.encode("utf-8"), "text/csv").run()
+    screened(at, app_env)
+    with reading(app_env) as session:
+        before = {m.row_index: (m.id, m.label, m.confidence) for m in session.scalars(select(Message))}
+    again = "author,comment,posted\n" + "\n".join([lines[6], *lines[:6], lines[7], lines[8]]) + "\n"
+    at.file_uploader(key="upload").upload("week1-gbk.csv", again.encode("gbk"), "text/csv").run()
+    screened(at, app_env)
+    assert not at.exception
+    said = [s.replace("\\", "") for s in values(at.success) if "week1-gbk.csv" in s]  # markdown-escaped
+    assert said and "9 rows: 3 labelled now, 6 already stored from an earlier upload (their labels reused)" in said[0]
+    with reading(app_env) as session:
+        assert session.scalar(select(func.count(Message.id))) == 9  # each comment stored once
+        batch_id = session.scalar(select(func.max(Batch.id)))
+    shown = frame(at, "text", "flagged")
+    assert list(shown["row"]) == list(range(1, 10))
+    assert [t.split("：")[0] for t in shown["text"]] == [f"第{i}条评论" for i in (6, 0, 1, 2, 3, 4, 5, 7, 8)]
+    for row, old in zip(range(2, 8), range(1, 7), strict=True):  # the stored labels, not new ones
+        stored_id, label, confidence = before[old]
+        assert (shown["label"][row - 1], shown["confidence"][row - 1]) == (label, confidence)
+    download = [line.split(",") for line in batch_csv(batch_id, db=app_env).decode("utf-8-sig").splitlines()]
+    assert download[0][:3] == ["author", "comment", "posted"] and len(download) == 10
+    assert [r[1].split("：")[0] for r in download[1:]] == [f"第{i}条评论" for i in (6, 0, 1, 2, 3, 4, 5, 7, 8)]
+    assert all(r[3] in ("positive", "negative") for r in download[1:])
+
+
 def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):
     at = open_page("screen")
     big = b"text\n" + b"x" * (1024 * 1024 + 10) + b"\n"

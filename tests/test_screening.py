@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
+from aio_core.workflows import screening
 from aio_core.workflows.screening import ScreenOptions, batch_csv, screen_file
 from db.batches import BatchView, batch_rows
 from db.models import Batch, Message
@@ -157,7 +158,7 @@ def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expec
     assert (guess.text_column, guess.person_column, guess.time_column) == expected
 
 
-def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, engine, db):
+def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, engine, db, monkeypatch):
     """Moderators export the last 30 days every week: the rows both files hold (same author, time and text) are
     stored once, and the summary counts them."""
     first = comments(tmp_path / "week1.csv", 40)
@@ -166,9 +167,23 @@ def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, en
     with second.open("w", newline="", encoding="utf-8") as handle:
         lines = first.read_text(encoding="utf-8").splitlines()
         handle.write("\n".join([lines[0], *lines[21:], "user9,a brand new comment,2026-06-01 09:00"]) + "\n")
-    summary = screen_file(second, ScreenOptions("comment", "author", "posted"), engine=engine, db=db)
-    assert summary.duplicate == 20 and "20 row(s) already stored" in summary.line()
-    assert len(stored(db)) == 41
+    sent: list[str] = []  # what reached the model: the rows stored already must not be labelled again
+    real = screening.assess
+    monkeypatch.setattr(screening, "assess", lambda texts, **kw: sent.extend(texts) or real(texts, **kw))
+    summary = screen_file(second, ScreenOptions("comment", "author", "posted"), engine=engine, db=db,
+                          out=tmp_path / "out.csv")
+    assert summary.duplicate == summary.reused == 20 and (summary.labelled_now, summary.labelled) == (1, 21)
+    assert ("21 rows: 1 labelled now, 20 already stored from an earlier upload (their labels reused)."
+            in summary.line())
+    assert sent == ["a brand new comment"] and len(stored(db)) == 41
+    # The results file and the batch hold every row of the second file, in its order, with the stored labels.
+    with reading(db) as session:
+        earlier = {m.text: m.label for m in session.scalars(select(Message))}
+        rows = list(batch_rows(session, summary.batch_id))
+    assert [r.row for r in rows] == list(range(1, 22)) and [r.reused for r in rows] == [True] * 20 + [False]
+    written = [row for _, _, row in iter_rows(inspect_csv(tmp_path / "out.csv"))]
+    assert [r["comment"] for r in written] == [r.text for r in rows]
+    assert all(r["label"] == earlier[r["comment"]] for r in written)
 
 
 def test_the_download_is_exactly_the_view_on_screen(tmp_path, engine, db):

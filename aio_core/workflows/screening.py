@@ -8,6 +8,7 @@ Nothing is stored until the whole file has been checked (encoding, shape, column
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from db.batches import (
 )
 from db.rules import AlertRule
 from db.session import reading, writing
-from db.store import NewMessage, add_messages
+from db.store import NewMessage, add_messages, stored_already
 
 RESULT_COLUMNS = ("label", "confidence", "uncertain", "risk", "risk_category", "flagged")
 CHUNK_ROWS = 256
@@ -72,6 +73,8 @@ class ScreenSummary:
     people_alerted: int = 0
     risky: int = 0
     duplicate: int = 0  # rows whose person, time and text were stored already (an overlapping export)
+    reused: int = 0  # of those, rows the batch shows with the stored message's labels (not labelled again)
+    labelled_now: int = 0  # labelled and stored by this batch
     seconds: float = 0.0  # this run's wall time
     resumed_at: int = 0  # rows already done by an earlier, interrupted run
     already_complete: bool = False
@@ -94,11 +97,12 @@ class ScreenSummary:
         if self.blank:
             shown = ", ".join(map(str, self.blank_lines)) + (" ..." if self.blank > len(self.blank_lines) else "")
             blank = f" {self.blank} blank text(s) skipped" + (f" (lines {shown})." if self.blank_lines else ".")
-        duplicate = (f" {self.duplicate:,} row(s) already stored from an earlier file were not stored twice."
-                     if self.duplicate else "")
-        return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
-                f"{self.risky:,} at risk, {self.flagged:,} flagged, {self.people_alerted} commenters with an open "
-                f"alert.{blank}{duplicate}")
+        figures = (f"{self.negatives:,} negative ({self.negative_share:.1%}), {self.risky:,} at risk, "
+                   f"{self.flagged:,} flagged, {self.people_alerted} commenters with an open alert.")
+        if not self.reused:
+            return f"{head} {self.labelled:,} labelled: {figures}{blank}"
+        return (f"{head} {self.rows:,} rows: {self.labelled_now:,} labelled now, {self.reused:,} already stored "
+                f"from an earlier upload (their labels reused). Of the {self.labelled:,} labelled: {figures}{blank}")
 
 
 def guess_columns(info: CsvInfo) -> ScreenOptions:
@@ -170,21 +174,33 @@ Chunk = list[tuple[int, int, dict[str, str]]]  # (row number, line, cells by col
 
 
 def label_chunk(chunk: Chunk, header: list[str], options: ScreenOptions, batch_id: int, *,
-                engine: Engine, progress: Callable[[int], None] | None = None) -> tuple[list[NewMessage], list[int]]:
+                engine: Engine, progress: Callable[[int], None] | None = None, db: Database | None = None
+                ) -> tuple[list[NewMessage], list[int]]:
     """The chunk's non-blank rows labelled, as messages to store, and the lines of its blank texts. `progress` gets
-    the number of texts labelled after each forward pass."""
-    texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
+    the number of texts labelled after each forward pass. With `db` (and person and time columns), rows stored
+    already by an earlier upload are not labelled again: they go to the store unlabelled, where `store_chunk`
+    finds them stored and the batch reuses the stored message (one stored since is labelled later, never lost)."""
+    texts = [(n, row) for n, _, row in chunk if row[options.text_column].strip()]
     blank = [line for _, line, row in chunk if not row[options.text_column].strip()]
-    labels = assess([row[options.text_column] for _, _, row in texts], engine=engine, progress=progress)
-    messages = [
-        NewMessage(text=row[options.text_column], source="csv",
-                   person=(row[options.person_column].strip() or None) if options.person_column else None,
-                   created_at=parse_time(row[options.time_column]) if options.time_column else None,
-                   batch_id=batch_id, row_index=n, cells=json.dumps([row[c] for c in header], ensure_ascii=False),
-                   **label_fields(sentiment, engine, risk))
-        for (n, _, row), (sentiment, risk) in zip(texts, labels, strict=True)
-    ]
+    messages = [NewMessage(text=row[options.text_column], source="csv",
+                           person=(row[options.person_column].strip() or None) if options.person_column else None,
+                           created_at=parse_time(row[options.time_column]) if options.time_column else None,
+                           batch_id=batch_id, row_index=n,
+                           cells=json.dumps([row[c] for c in header], ensure_ascii=False)) for n, row in texts]
+    known: set[int] = set()
+    if db is not None and _dedups(options):
+        with reading(db) as session:
+            known = stored_already(session, messages)
+    fresh = [i for i in range(len(messages)) if i not in known]
+    labels = assess([messages[i].text for i in fresh], engine=engine, progress=progress)
+    for i, (sentiment, risk) in zip(fresh, labels, strict=True):
+        messages[i] = dataclasses.replace(messages[i], **label_fields(sentiment, engine, risk))
     return messages, blank
+
+
+def _dedups(options: ScreenOptions) -> bool:
+    """Whether rows are matched against stored messages: only a person and a time make a comment the same one."""
+    return bool(options.person_column and options.time_column)
 
 
 def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Database, rule: AlertRule,
@@ -193,8 +209,7 @@ def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Datab
     `progress` = (batch id, rows, blank rows, seconds): the batch's counter moves in the same transaction, which is
     what lets a killed single-process run resume exactly after its last whole chunk."""
     with writing(db) as session:
-        ids = add_messages(session, messages, rule=rule,
-                           skip_duplicates=bool(options.person_column and options.time_column))
+        ids = add_messages(session, messages, rule=rule, skip_duplicates=_dedups(options))
         if progress is not None:
             batch_id, rows, blank, seconds = progress
             record_progress(session, batch_id, rows=rows, blank=blank, duplicate=ids.count(None), seconds=seconds)
@@ -212,6 +227,7 @@ def close_batch(opened: OpenBatch, summary: ScreenSummary, *, db: Database, out:
     summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
     summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
     summary.risky, summary.duplicate = counts.risky, counts.duplicate
+    summary.reused, summary.labelled_now = counts.reused, counts.labelled_now
     if out is not None:
         write_results(opened.info, opened.batch_id, db=db, out=out)
     summary.seconds = time.perf_counter() - started
@@ -242,7 +258,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         tick = time.perf_counter()
         within = (lambda labelled, at=done: progress(at + labelled, info.rows)) if progress else None
         messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine,
-                                      progress=within)
+                                      progress=within, db=db)
         summary.blank_lines.extend(blank[:20 - len(summary.blank_lines)])
         store_chunk(messages, options, db=db, rule=rule,
                     progress=(opened.batch_id, len(chunk), len(blank), time.perf_counter() - tick))
@@ -258,7 +274,7 @@ def result_header(info: CsvInfo) -> list[str]:
 
 
 def _result_cells(stored: BatchRow | None) -> list[object]:
-    if stored is None:  # a blank text (reported and skipped, never sent to the model) or an already stored row
+    if stored is None:  # a blank text (reported and skipped, never sent to the model)
         return [""] * len(RESULT_COLUMNS)
     return [stored.label or "", "" if stored.confidence is None else f"{stored.confidence:.3f}",
             "" if stored.uncertain is None else str(bool(stored.uncertain)).lower(), stored.risk or "",
