@@ -46,7 +46,7 @@ show_labels = who.scope.labels  # a student never sees labels, their own include
 if not can(who, "chat_as_anyone"):  # a student chats as themselves only
     handle, group = who.person, next(iter(sorted(who.groups)), None)
 else:
-    people = read(list_people, who.scope, kind="person")  # commenters of uploads are not chatted with
+    people = read(list_people, who.scope, students_only=True)  # commenters of uploads are not chatted with
     names = person_names((p.handle, p.display_name) for p in people)
     NEW = "\x00new"
     # Nobody is preselected: a conversation is never shown or stored under someone the user did not choose.

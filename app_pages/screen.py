@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from aio_core.backends import missing_model
+from aio_core.columns import column_samples
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.jobs import cancel, submit
@@ -48,6 +49,7 @@ if upload is not None:
         with uploaded_path(upload) as path:
             info = inspect_csv(path, upload.name)
             guess = guess_columns(info)
+            samples = column_samples(info)
             preview = pd.DataFrame([row for n, _, row in iter_rows(info) if n <= 20], columns=list(info.header))
     except USER_ERRORS as error:
         st.error(md(error))
@@ -64,6 +66,8 @@ if upload is not None:
     time_column = columns[2].selectbox(t("time_column"), optional, key="time_column",
                                        index=optional.index(guess.time_column),
                                        format_func=lambda c: t("none") if c is None else c)
+    st.caption(md(t("text_sample", column=text_column,
+                    values=" · ".join(f"“{v[:120]}”" for v in samples[text_column]) or t("none"))))
     if st.button(t("run_screening", rows=info.rows), key="run", type="primary"):
         state = model()
         if state.engine is None:
@@ -88,7 +92,8 @@ def announce(job: JobView) -> None:
     if job.status == "complete":
         st.success(md(job.summary))
     elif job.status == "cancelled":
-        st.info(t("job_cancelled", name=job.file_name, done=job.rows_done, total=job.rows))
+        st.info(t("job_cancelled", name=job.file_name, stored=job.rows_stored, total=job.rows,
+                  next=job.rows_stored + 1))
     else:
         st.error(t("job_failed", name=job.file_name, error=job.error))
 
@@ -99,12 +104,13 @@ def show_job(job: JobView) -> None:
     elif job.status == "cancelling":
         line = t("job_cancelling", name=job.file_name)
     elif job.rows_per_second is None:
-        line = t("job_starting", name=job.file_name, done=job.rows_done, total=job.rows)
+        line = t("job_starting", name=job.file_name, stored=job.rows_stored, total=job.rows)
     else:
-        line = t("job_progress", name=job.file_name, done=job.rows_done, total=job.rows, rate=job.rows_per_second,
-                 left=duration(job.seconds_left))
+        line = t("job_progress", name=job.file_name, stored=job.rows_stored, total=job.rows, done=job.rows_done,
+                 rate=job.rows_per_second, left=duration(job.seconds_left))
     columns = st.columns([6, 1], vertical_alignment="bottom")
-    columns[0].progress(job.rows_done / max(job.rows, 1), text=line)
+    # The bar is what is kept: rows stored in whole chunks, the number a cancel reports; labelling runs ahead of it.
+    columns[0].progress(job.rows_stored / max(job.rows, 1), text=line)
     if job.status in ("queued", "running") and (who.role == "admin" or job.owner == who.username):
         columns[1].button(t("job_cancel"), key=f"cancel_job_{job.id}", on_click=cancel, args=(job.id,),
                           kwargs={"db": database()})

@@ -385,11 +385,16 @@ def filter_bar(who: Viewer, key: str) -> Filters:
                                          format_func=lambda s: t(f"source_{s}"))
         days = columns[2].date_input(t("date_range"), value=(), key=f"{key}_dates")
         search = columns[3].text_input(t("search" if who.scope.texts else "search_names"), key=f"{key}_search")
+        # Students and the authors of uploaded comments are two populations; only a viewer who reads every group
+        # can see commenters at all, and then only when asked.
+        commenters = who.scope.groups is None and who.scope.people and st.toggle(
+            t("include_commenters"), key=f"{key}_commenters", help=t("include_commenters_help"))
     since = until = None
     if len(days) == 2:
         since = datetime.combine(days[0], datetime.min.time())
         until = datetime.combine(days[1], datetime.max.time())
-    return Filters(groups=tuple(chosen_groups), sources=tuple(sources), since=since, until=until, search=search)
+    return Filters(groups=tuple(chosen_groups), sources=tuple(sources), since=since, until=until, search=search,
+                   commenters=bool(commenters))
 
 
 def window(filters: Filters, days: int) -> Markdown:

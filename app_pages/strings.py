@@ -64,6 +64,11 @@ STRINGS: dict[str, dict[str, str]] = {
                 "zh": "{name} 大小为 {size:.1f} MB，超过 {mb} MB 上限；请拆分文件或调大 AIO_UPLOAD_MB。"},
     "preview": {"en": "Preview ({rows:,} rows, {encoding})", "zh": "预览（{rows:,} 行，{encoding}）"},
     "text_column": {"en": "Text column", "zh": "文本列"},
+    "include_commenters": {"en": "Include commenters of uploaded comment files", "zh": "包括上传评论文件的评论者"},
+    "include_commenters_help": {"en": "Authors of uploaded comments are not students; by default every figure, list "
+                                      "and alert here is about students only.",
+                                "zh": "上传评论的作者不是学生；默认情况下，这里的数字、名单和预警只涉及学生。"},
+    "text_sample": {"en": "First texts of {column}: {values}", "zh": "{column} 的前几条文本：{values}"},
     "person_column": {"en": "Person column", "zh": "用户列"},
     "time_column": {"en": "Time column", "zh": "时间列"},
     "none": {"en": "(none)", "zh": "（无）"},
@@ -72,17 +77,21 @@ STRINGS: dict[str, dict[str, str]] = {
     "jobs_help": {"en": "Screening runs in the background: you may leave this page, reload it or close it; the "
                         "progress and the results are kept.",
                   "zh": "筛查在后台进行：可以离开、刷新或关闭本页，进度和结果都会保留。"},
-    "job_progress": {"en": "{name}: {done:,} of {total:,} rows · {rate:.1f} rows/s · about {left} left",
-                     "zh": "{name}：已处理 {done:,}/{total:,} 行 · 每秒 {rate:.1f} 行 · 约剩 {left}"},
-    "job_starting": {"en": "{name}: starting ({done:,} of {total:,} rows done)…",
-                     "zh": "{name}：正在开始（已处理 {done:,}/{total:,} 行）…"},
+    "job_progress": {"en": "{name}: {stored:,} of {total:,} rows stored (labelled up to row {done:,}) · "
+                           "{rate:.1f} rows/s · about {left} left",
+                     "zh": "{name}：已保存 {stored:,}/{total:,} 行（已判断到第 {done:,} 行）· "
+                           "每秒 {rate:.1f} 行 · 约剩 {left}"},
+    "job_starting": {"en": "{name}: starting ({stored:,} of {total:,} rows stored)…",
+                     "zh": "{name}：正在开始（已保存 {stored:,}/{total:,} 行）…"},
     "job_queued": {"en": "{name}: waiting for the screening before it", "zh": "{name}：等待前一个筛查完成"},
     "job_cancelling": {"en": "{name}: stopping…", "zh": "{name}：正在停止…"},
     "job_cancel": {"en": "Cancel", "zh": "取消"},
-    "job_cancelled": {"en": "Screening of {name} was cancelled after {done:,} of {total:,} rows. The rows screened "
-                            "are kept; screening the same file again carries on from there.",
-                      "zh": "{name} 的筛查已在 {done:,}/{total:,} 行处取消。已筛查的行会保留；"
-                            "再次筛查同一文件会从此处继续。"},
+    "job_cancelled": {"en": "Screening of {name} was cancelled with {stored:,} of {total:,} rows stored; those rows "
+                            "are kept (rows are stored in whole chunks, so rows labelled after the last whole chunk "
+                            "are not). Screening the same file again carries on from row {next:,}.",
+                      "zh": "{name} 的筛查已取消，已保存 {stored:,}/{total:,} 行，这些行会保留"
+                            "（按整块保存，最后一个整块之后已判断的行不保留）。"
+                            "再次筛查同一文件会从第 {next:,} 行继续。"},
     "job_failed": {"en": "Screening of {name} stopped: {error}", "zh": "{name} 的筛查已停止：{error}"},
     "results": {"en": "Results of batch {id}: {name}", "zh": "批次 {id} 的结果：{name}"},
     "flagged_only": {"en": "Flagged only", "zh": "只看标记的"},

@@ -61,7 +61,7 @@ class Scope:
         if self.person is not None:
             return handle == self.person
         if existing is not None:
-            return existing.kind == "person" and self.allows_group(existing.group_name)
+            return existing.is_student and self.allows_group(existing.group_name)
         return self.people and (self.groups is None or (group is not None and group in self.groups))
 
 

@@ -9,13 +9,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, func, select, true
+from sqlalchemy import ColumnElement, Subquery, case, false, func, literal, select, true, union_all
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, batches_clause
 from db.alerts import open_alert
 from db.labels import effective_label, effective_risk, effective_risk_category, flagged, negatives, risky_count
-from db.models import COMMENTER_PREFIX, Alert, Batch, Message, Person, utcnow
+from db.models import COMMENTER_PREFIX, Alert, Batch, BatchReuse, Message, Person, utcnow
 
 
 def find_batch(session: Session, sha256: str, options: str) -> Batch | None:
@@ -70,9 +70,21 @@ def list_batches(session: Session, scope: Scope = EVERYTHING, limit: int = 50) -
                                 .order_by(Batch.id.desc()).limit(limit)))
 
 
+def _rows_of(batch_id: int) -> Subquery:
+    """Every stored row of a batch, in one shape: (message id, row number, the row's cells, reused). A row is its
+    own message, or a message stored earlier that this file holds again (`BatchReuse`)."""
+    return union_all(
+        select(Message.id.label("message_id"), Message.row_index.label("row"), Message.cells.label("cells"),
+               false().label("reused")).where(Message.batch_id == batch_id),
+        select(BatchReuse.message_id, BatchReuse.row_index, BatchReuse.cells, literal(True))
+        .where(BatchReuse.batch_id == batch_id)).subquery()
+
+
 @dataclass(frozen=True)
 class BatchCounts:
-    labelled: int
+    labelled: int  # every row of the batch with a label, reused rows included
+    labelled_now: int  # labelled and stored by this batch (the rest were stored from an earlier upload)
+    reused: int  # rows whose message an earlier upload stored: shown with its labels, not labelled again
     negatives: int
     flagged: int
     risky: int
@@ -82,16 +94,22 @@ class BatchCounts:
 
 
 def batch_counts(session: Session, batch_id: int) -> BatchCounts:
-    in_batch = Message.batch_id == batch_id
-    labelled, negative, flags, risky = session.execute(
-        select(func.count(effective_label()), negatives(), func.sum(case((flagged(), 1), else_=0)), risky_count())
-        .where(in_batch)).one()
-    authors = select(Message.person_id).where(in_batch, Message.person_id.is_not(None))
+    """The figures of every row of the batch, the rows reused from earlier uploads included."""
+    rows = _rows_of(batch_id)
+    labelled, now, reused, negative, flags, risky = session.execute(
+        select(func.count(effective_label()),
+               func.sum(case((effective_label().is_not(None) & ~rows.c.reused, 1), else_=0)),
+               func.sum(case((rows.c.reused, 1), else_=0)),
+               negatives(), func.sum(case((flagged(), 1), else_=0)), risky_count())
+        .select_from(rows).join(Message, Message.id == rows.c.message_id)).one()
+    authors = (select(Message.person_id).select_from(rows).join(Message, Message.id == rows.c.message_id)
+               .where(Message.person_id.is_not(None)))
     alerted = session.scalar(select(func.count(func.distinct(Alert.person_id)))
                              .where(Alert.person_id.in_(authors), open_alert()))
     batch = session.get(Batch, batch_id)
-    return BatchCounts(labelled=labelled or 0, negatives=negative or 0, flagged=flags or 0, risky=risky or 0,
-                       people_alerted=alerted or 0, blank=batch.rows_blank, duplicate=batch.rows_duplicate)
+    return BatchCounts(labelled=labelled or 0, labelled_now=now or 0, reused=reused or 0, negatives=negative or 0,
+                       flagged=flags or 0, risky=risky or 0, people_alerted=alerted or 0, blank=batch.rows_blank,
+                       duplicate=batch.rows_duplicate)
 
 
 ORDERS = ("row", "negative", "risk")
@@ -128,22 +146,26 @@ class BatchRow:
     risk_category: str | None
     flagged: bool
     cells: list[str] | None  # the row's original cells, in the file's column order
+    reused: bool = False  # stored by an earlier upload: its labels are that message's, not labelled again
 
 
 def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *, limit: int | None = None
                ) -> Iterator[BatchRow]:
-    """The stored rows of one batch as `view` asks, streamed, so a 50,000-row batch is never held in memory."""
+    """The stored rows of one batch as `view` asks (those reused from an earlier upload included, with that
+    message's labels and this file's cells), streamed, so a 50,000-row batch is never held in memory."""
     view = view or BatchView()
     flag = flagged(view.threshold)
-    order = {"row": (Message.row_index,),
-             "negative": (_negativity().desc(), Message.row_index),
+    rows = _rows_of(batch_id)
+    order = {"row": (rows.c.row,),
+             "negative": (_negativity().desc(), rows.c.row),
              "risk": (case((effective_risk() == "urgent", 0), (effective_risk() == "concern", 1), else_=2),
-                      _negativity().desc(), Message.row_index)}[view.order]
-    query = (select(Message.id, Message.row_index, Person.handle, Message.text, effective_label(), Message.label,
+                      _negativity().desc(), rows.c.row)}[view.order]
+    query = (select(Message.id, rows.c.row, Person.handle, Message.text, effective_label(), Message.label,
                     Message.human_label, Message.confidence, Message.uncertain, effective_risk(),
-                    effective_risk_category(), flag, Message.cells)
+                    effective_risk_category(), flag, rows.c.cells, rows.c.reused)
+             .select_from(rows).join(Message, Message.id == rows.c.message_id)
              .outerjoin(Person, Person.id == Message.person_id)
-             .where(Message.batch_id == batch_id, flag if view.flagged_only else true())
+             .where(flag if view.flagged_only else true())
              .order_by(*order).execution_options(yield_per=2000))
     if limit is not None:
         query = query.limit(limit)
@@ -151,14 +173,15 @@ def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *
         yield BatchRow(message_id=r[0], row=r[1], person=r[2] and r[2].removeprefix(COMMENTER_PREFIX), text=r[3],
                        label=r[4], model_label=r[5], corrected=r[6] is not None, confidence=r[7], uncertain=r[8],
                        risk=r[9], risk_category=r[10],
-                       flagged=bool(r[11]), cells=json.loads(r[12]) if r[12] else None)
+                       flagged=bool(r[11]), cells=json.loads(r[12]) if r[12] else None, reused=bool(r[13]))
 
 
 def count_rows(session: Session, batch_id: int, view: BatchView | None = None) -> int:
     view = view or BatchView()
     flag = flagged(view.threshold)
-    return session.scalar(select(func.count(Message.id)).where(Message.batch_id == batch_id,
-                                                                 flag if view.flagged_only else true()))
+    rows = _rows_of(batch_id)
+    return session.scalar(select(func.count()).select_from(rows).join(Message, Message.id == rows.c.message_id)
+                          .where(flag if view.flagged_only else true()))
 
 
 def get_header(session: Session, batch_id: int) -> str | None:

@@ -67,7 +67,7 @@ def queue_digest(session: Session, user: User, *, start: datetime, end: datetime
 def group_digests(session: Session, groups: list[str], *, start: datetime, end: datetime) -> list[GroupDigest]:
     """The figures of each of these groups over [start, end): nothing of any other group is read."""
     length = end - start
-    people = select(Person.id, Person.group_name).where(Person.kind == "person", Person.group_name.in_(groups))
+    people = select(Person.id, Person.group_name).where(Person.is_student, Person.group_name.in_(groups))
     mine = people.subquery()
     in_now = and_(Message.created_at >= start, Message.created_at < end)
     in_before = and_(Message.created_at >= start - length, Message.created_at < start)

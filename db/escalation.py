@@ -100,7 +100,7 @@ def due_steps(session: Session, *, now: datetime, minutes: int) -> list[Step]:
     due = []
     alerts = session.scalars(select(Alert).join(Person, Person.id == Alert.person_id)
                              .where(Alert.kind == "risk", Alert.severity == "urgent", Alert.status == "open",
-                                    Person.kind == "person").order_by(Alert.id))
+                                    Person.is_student).order_by(Alert.id))
     for alert in alerts:
         last, reached = _reached(session, alert.id)
         if last < 0:

@@ -126,7 +126,8 @@ class JobView:
     file_name: str
     status: str
     rows: int
-    rows_done: int
+    rows_done: int  # labelled so far (moves after every forward pass; what rows/s is measured on)
+    rows_stored: int  # stored in whole chunks with the batch's counter: what a cancel or a crash keeps
     owner: str | None
     rows_per_second: float | None  # this run's speed; None until it has labelled something
     seconds_left: float | None
@@ -138,15 +139,15 @@ class JobView:
         return self.status in ACTIVE
 
 
-def _view(job: Job) -> JobView:
+def _view(job: Job, stored: int | None) -> JobView:
     rate = left = None
     labelled = job.rows_done - job.rows_at_start
     if job.status in ("running", "cancelling") and job.started_at is not None and labelled > 0:
         rate = labelled / max((job.updated_at - job.started_at).total_seconds(), 1e-3)
         left = (job.rows - job.rows_done) / rate
     return JobView(id=job.id, batch_id=job.batch_id, file_name=job.file_name, status=job.status, rows=job.rows,
-                   rows_done=job.rows_done, owner=job.owner, rows_per_second=rate, seconds_left=left,
-                   summary=job.summary, error=job.error)
+                   rows_done=job.rows_done, rows_stored=min(stored or 0, job.rows), owner=job.owner,
+                   rows_per_second=rate, seconds_left=left, summary=job.summary, error=job.error)
 
 
 def list_jobs(session: Session, scope: Scope = EVERYTHING, *, ids: tuple[int, ...] = (), active: bool = True,
@@ -157,6 +158,7 @@ def list_jobs(session: Session, scope: Scope = EVERYTHING, *, ids: tuple[int, ..
         wanted = Job.status.in_(ACTIVE) | Job.id.in_(ids)
     else:
         wanted = Job.id.in_(ids) if ids else true()
-    jobs = session.scalars(select(Job).where(batches_clause(scope, Job.owner), wanted,
-                                             Job.created_at >= utcnow() - since).order_by(Job.id.desc()).limit(50))
-    return [_view(job) for job in jobs]
+    jobs = session.execute(select(Job, Batch.rows_done).outerjoin(Batch, Batch.id == Job.batch_id)
+                           .where(batches_clause(scope, Job.owner), wanted, Job.created_at >= utcnow() - since)
+                           .order_by(Job.id.desc()).limit(50))
+    return [_view(job, stored) for job, stored in jobs]

@@ -48,6 +48,7 @@ class SchemaVersion(Base):
 # Uploaded comments are written by commenters, not students: their authors live under this prefix, so a CSV that
 # names a student's handle can never add to that student's record, hide their messages or move their alerts.
 COMMENTER_PREFIX = "comment:"
+STUDENT, COMMENTER = "person", "commenter"  # Person.kind
 
 
 class Person(Base):
@@ -61,10 +62,21 @@ class Person(Base):
     handle: Mapped[str] = mapped_column(String(200), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     group_name: Mapped[str | None] = mapped_column(String(200), index=True)
-    kind: Mapped[str] = mapped_column(String(20), default="person")  # person | commenter
+    kind: Mapped[str] = mapped_column(String(20), default=STUDENT)  # STUDENT | COMMENTER
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(back_populates="person", passive_deletes=True)
+
+    # "A student (or anyone who chats), not a commenter", defined here only: the dashboard's people, counts and
+    # alert lists, digests, escalation and routing all read this, in Python and in SQL alike.
+    @hybrid_property
+    def is_student(self) -> bool:
+        return self.kind == STUDENT
+
+    @is_student.inplace.expression
+    @classmethod
+    def _is_student_sql(cls) -> ColumnElement[bool]:
+        return cls.kind == STUDENT
 
 
 class Batch(Base):
@@ -159,6 +171,20 @@ class Message(Base):
     @classmethod
     def _effective_risk_category_sql(cls) -> ColumnElement[str | None]:
         return case((cls.human_risk.is_not(None), cls.human_risk_category), else_=cls.risk_category)
+
+
+class BatchReuse(Base):
+    """A row of an uploaded file whose message was stored already (same commenter, time and text: an overlapping
+    export, or the same comments re-encoded): the batch shows that message, with its labels, at this row, instead of
+    storing or labelling it twice. The row's own cells are kept for the batch's download; erasing the message erases
+    this too."""
+
+    __tablename__ = "batch_reuses"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    cells: Mapped[str | None] = mapped_column(Text)
 
 
 class Correction(Base):

@@ -108,7 +108,7 @@ def enqueue_alert(session: Session, alert: Alert) -> list[Notification]:
     """Queue the first notice of a new risk alert, in the caller's transaction (the one that opens the alert)."""
     session.flush()  # the alert's id is part of each key
     person = session.get(Person, alert.person_id)
-    if person is None or person.kind != "person":
+    if person is None or not person.is_student:
         return []
     recipients = first_recipients(session, person.group_name)
     return enqueue_step(session, alert, 0, recipients, now=alert.created_at,

@@ -5,6 +5,7 @@ without Streamlit. The meaning of "negative", "open alert" and "flagged" comes f
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,9 +32,13 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None  # inclusive: the whole of that moment
     search: str = ""
+    commenters: bool = False  # also the authors of uploaded comments (by default students only: two populations)
 
     def messages(self) -> ColumnElement[bool]:
         conditions = [true()]
+        if not self.commenters:  # a commenter's comments are not a student's messages
+            conditions.append(or_(Message.person_id.is_(None),
+                                  Message.person_id.in_(select(Person.id).where(Person.is_student))))
         if self.sources:
             conditions.append(Message.source.in_(self.sources))
         if self.since is not None:
@@ -54,7 +59,7 @@ class Filters:
     def people(self, scope: Scope = EVERYTHING) -> ColumnElement[bool]:
         """The people these filters select; the search matches names, and texts only where `scope` may read them
         (a search is a way of reading: a match would tell who wrote a phrase)."""
-        conditions = [true()]
+        conditions = [true() if self.commenters else Person.is_student]
         if self.groups:
             conditions.append(Person.group_name.in_(self.groups))
         if self.search.strip():
@@ -206,9 +211,8 @@ def overview_report(session: Session, *, scope: Scope = EVERYTHING, filters: Fil
                     top: int = 5, rule_days: int = 7) -> OverviewReport:
     totals = overview(session, scope, filters)
     newest = session.scalar(select(func.max(Message.created_at)).where(_visible_messages(scope, filters)))
-    window = filters if filters.since or not newest else Filters(
-        groups=filters.groups, sources=filters.sources, since=newest - timedelta(days=days), until=filters.until,
-        search=filters.search)
+    window = (filters if filters.since or not newest
+              else dataclasses.replace(filters, since=newest - timedelta(days=days)))
     ranked = [p for p in rank_people(session, days=rule_days, limit=top, scope=scope, filters=filters)
               if p.open_alerts or p.negatives or p.risky]
     people = select(Person.id).where(people_clause(scope), filters.people(scope))
@@ -225,7 +229,7 @@ def unrouted_alerts(session: Session) -> list[Alert]:
     Commenters of uploaded exports are not a school's people and are not routed."""
     routed = (select(UserGroup.group_name).join(User, User.id == UserGroup.user_id)
               .where(User.role.in_(("counsellor", "teacher")), User.disabled.is_(False)))
-    people = select(Person.id).where(Person.kind == "person",
+    people = select(Person.id).where(Person.is_student,
                                      or_(Person.group_name.is_(None), Person.group_name.not_in(routed)))
     return list_alerts(session, ACTIVE, person_ids=people)
 

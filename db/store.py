@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, people_clause
 from db.alerts import raise_risk_alerts, refresh_alerts
 from db.errors import StoreError
-from db.models import COMMENTER_PREFIX, Message, Person, utcnow
+from db.models import COMMENTER, COMMENTER_PREFIX, STUDENT, BatchReuse, Message, Person, utcnow
 from db.rules import AlertRule
 from db.session import text_hash
 
@@ -91,7 +91,7 @@ def ensure_people(session: Session, people: dict[str, tuple[str | None, str | No
             with session.begin_nested():
                 person = Person(handle=handle, group_name=None if commenter else group,
                                 display_name=display or handle.removeprefix(COMMENTER_PREFIX),
-                                kind="commenter" if commenter else "person")
+                                kind=COMMENTER if commenter else STUDENT)
                 session.add(person)
             ids[handle] = person.id
         except IntegrityError:
@@ -99,19 +99,38 @@ def ensure_people(session: Session, people: dict[str, tuple[str | None, str | No
     return ids
 
 
-def _already_stored(session: Session, candidates: list[tuple[int, datetime, str]]) -> set[tuple[int, datetime, str]]:
-    """Which (person id, time, text hash) keys are stored already: an overlapping export is not counted twice."""
-    found: set[tuple[int, datetime, str]] = set()
+Key = tuple[int, datetime, str]  # (person id, time, text hash): the same message, whichever file it came in
+
+
+def _already_stored(session: Session, candidates: list[Key]) -> dict[Key, int]:
+    """Which (person id, time, text hash) keys are stored already, with the first message stored under each: an
+    overlapping export is not counted twice."""
+    found: dict[Key, int] = {}
     for start in range(0, len(candidates), 300):
         group = candidates[start:start + 300]
-        found |= set(session.execute(
-            select(Message.person_id, Message.created_at, Message.text_hash)
-            .where(tuple_(Message.person_id, Message.created_at, Message.text_hash).in_(group))).all())
+        for person_id, created_at, digest, message_id in session.execute(
+                select(Message.person_id, Message.created_at, Message.text_hash, func.min(Message.id))
+                .where(tuple_(Message.person_id, Message.created_at, Message.text_hash).in_(group))
+                .group_by(Message.person_id, Message.created_at, Message.text_hash)):
+            found[(person_id, created_at, digest)] = message_id
     return found
 
 
+def stored_already(session: Session, rows: Sequence[NewMessage]) -> set[int]:
+    """The positions in `rows` of those whose person, time and text are stored already (read before labelling, so
+    a re-uploaded comment is not sent to the model again). Creates nobody."""
+    handles = {r.handle for r in rows if r.person and r.created_at is not None}
+    if not handles:
+        return set()
+    people = dict(session.execute(select(Person.handle, Person.id).where(Person.handle.in_(handles))).all())
+    keys = {i: (people[r.handle], r.created_at, text_hash(r.text)) for i, r in enumerate(rows)
+            if r.person and r.created_at is not None and r.handle in people}
+    found = _already_stored(session, list(set(keys.values())))
+    return {i for i, key in keys.items() if key in found}
+
+
 def _stored_batch_rows(session: Session, rows: Sequence[NewMessage]) -> dict[tuple[int, int], int]:
-    """{(batch id, row number): message id} of these rows that a batch already holds."""
+    """{(batch id, row number): message id} of these rows that a batch already holds (stored, or reused)."""
     wanted: dict[int, list[int]] = {}
     for row in rows:
         if row.batch_id is not None and row.row_index is not None:
@@ -122,6 +141,9 @@ def _stored_batch_rows(session: Session, rows: Sequence[NewMessage]) -> dict[tup
             found |= {(batch_id, n): i for n, i in session.execute(
                 select(Message.row_index, Message.id).where(Message.batch_id == batch_id,
                                                             Message.row_index.in_(numbers[start:start + 500])))}
+            found |= {(batch_id, n): i for n, i in session.execute(
+                select(BatchReuse.row_index, BatchReuse.message_id)
+                .where(BatchReuse.batch_id == batch_id, BatchReuse.row_index.in_(numbers[start:start + 500])))}
     return found
 
 
@@ -129,9 +151,9 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
                  skip_duplicates: bool = False) -> list[int | None]:
     """Store `rows`; re-evaluate the alert rule once for every person they mention, and raise a risk alert at once
     for every risk message. With `skip_duplicates`, a row whose person, time and text are stored already (or
-    appear earlier in `rows`) is skipped: its id is None. A batch row that is stored already (a chunk retried after
-    a crash, or resumed by another worker) is not stored again: its id is the stored message's. Returns the ids in
-    order."""
+    appear earlier in `rows`) is skipped: its id is None, and a batch row's batch reuses the stored message at that
+    row (`BatchReuse`, in this same transaction). A batch row that is stored already (a chunk retried after a crash,
+    or resumed by another worker) is not stored again: its id is the stored message's. Returns the ids in order."""
     for row in rows:
         if row.person and row.batch_id is None:
             check_handle(row.person)
@@ -139,13 +161,14 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
     people = ensure_people(session, wanted)
     now = utcnow()
     keyed = [(people.get(r.handle) if r.person else None, r.created_at or now, text_hash(r.text)) for r in rows]
-    skip: set[tuple[int, datetime, str]] = set()
+    skip: dict[Key, int | Message] = {}  # each key's stored message (or the one stored from earlier in `rows`)
     if skip_duplicates:
         checkable = [k for k, r in zip(keyed, rows, strict=True) if k[0] is not None and r.created_at is not None]
-        skip = _already_stored(session, checkable)
+        skip |= _already_stored(session, checkable)
     stored_rows = _stored_batch_rows(session, rows)
     ids: list[int | None] = []
     messages: list[Message] = []
+    reused: list[tuple[NewMessage, int | Message]] = []
     for (person_id, created_at, digest), row in zip(keyed, rows, strict=True):
         key = (person_id, created_at, digest)
         if (row.batch_id, row.row_index) in stored_rows:  # a retried or resumed chunk: stored once, not twice
@@ -153,14 +176,18 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
             continue
         if skip_duplicates and person_id is not None and row.created_at is not None and key in skip:
             ids.append(None)
+            if row.batch_id is not None and row.row_index is not None:
+                reused.append((row, skip[key]))
             continue
-        skip.add(key)
         message = Message(person_id=person_id, created_at=created_at, text_hash=digest,
                           **{name: getattr(row, name) for name in _COLUMNS})
+        skip.setdefault(key, message)
         messages.append(message)
         ids.append(-1)
     session.add_all(messages)
     session.flush()
+    session.add_all(BatchReuse(batch_id=row.batch_id, row_index=row.row_index, cells=row.cells,
+                               message_id=found if isinstance(found, int) else found.id) for row, found in reused)
     stored = iter(messages)
     ids = [next(stored).id if i == -1 else i for i in ids]
     refresh_alerts(session, {m.person_id for m in messages if m.label is not None}, rule)
@@ -199,12 +226,12 @@ def get_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> Pers
 
 
 def list_people(session: Session, scope: Scope = EVERYTHING, *, source: str | None = None,
-                kind: str | None = None) -> list[Person]:
-    """People the scope may read, by display name; only those with messages from `source`, or of `kind` (person |
-    commenter), when given."""
+                students_only: bool = False) -> list[Person]:
+    """People the scope may read, by display name; only those with messages from `source` when given, and only
+    students (no commenters of uploads) with `students_only`."""
     query = select(Person).where(people_clause(scope)).order_by(Person.display_name, Person.handle)
-    if kind is not None:
-        query = query.where(Person.kind == kind)
+    if students_only:
+        query = query.where(Person.is_student)
     if source is not None:
         query = query.where(Person.id.in_(select(Message.person_id).where(Message.source == source)))
     return list(session.scalars(query))

@@ -3,13 +3,14 @@ what ends up stored."""
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from db.jobs import list_jobs
@@ -131,6 +132,147 @@ def test_screening_a_csv_stores_its_rows_and_offers_the_download(app_env):
     assert list(results["text"]) == ["太好吃了", '=HYPERLINK("x")']
     at.toggle(key="flagged_only").set_value(True).run()
     assert all(frame(at, "text", "flagged")["flagged"])
+
+
+def platform_export(path: Path, rows: int = 8) -> Path:
+    """A comment export as platforms write it: ids, a platform name, the author, a time named like a post, the
+    comment, and a count."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "platform", "author", "posted_at", "comment", "likes"])
+        for i in range(rows):
+            how = "late again and nobody answered" if i % 2 else "quick, thanks a lot"
+            writer.writerow([1000 + i, "weibo" if i % 2 else "douyin", f"user{i % 3}",
+                             f"2026-05-{1 + i:02d}T10:{i:02d}:00Z", f"comment number {i}: the delivery was {how}",
+                             i * 3])
+    return path
+
+
+def test_columns_are_guessed_from_the_cells_and_the_text_is_sampled_before_screening(app_env, tmp_path):
+    """`posted_at` once looked like the text (its name has "post") and the time was not found."""
+    source = platform_export(tmp_path / "export.csv")
+    at = open_page("screen")
+    at.file_uploader(key="upload").upload("export.csv", source.read_bytes(), "text/csv").run()
+    assert not at.exception
+    assert (at.selectbox(key="text_column").value, at.selectbox(key="person_column").value,
+            at.selectbox(key="time_column").value) == ("comment", "author", "posted_at")
+    sample = next(c for c in values(at.caption) if "First texts of comment" in c).replace("\\", "")  # escaped
+    assert all(f"comment number {i}:" in sample for i in range(3)) and "comment number 3" not in sample
+    at.selectbox(key="text_column").set_value("platform").run()  # the sample follows the reader's choice
+    assert any("First texts of platform" in c and "douyin" in c for c in values(at.caption))
+
+
+def test_a_cancel_reports_what_is_kept_in_the_number_the_progress_showed(app_env, tmp_path, monkeypatch):
+    """The bar once counted rows labelled (64) and the cancel message rows stored ("after 0 of 500 rows"): now the
+    bar counts the rows stored in whole chunks, the cancel reports that same number, and it is what the store holds."""
+    monkeypatch.setenv("AIO_BATCH_SIZE", "1")  # one text per forward pass: a job slow enough to watch mid-chunk
+    from aio_core.workflows.screening import CHUNK_ROWS
+    from db.models import Batch
+
+    source = platform_export(tmp_path / "big.csv", rows=3 * CHUNK_ROWS)
+    at = open_page("screen")
+    at.file_uploader(key="upload").upload("big.csv", source.read_bytes(), "text/csv").run()
+    at.button(key="run").click().run()
+    assert not at.exception
+    deadline, shown = time.monotonic() + 120, None
+    while shown is None and time.monotonic() < deadline:
+        with reading(app_env) as session:
+            (job,) = list_jobs(session)
+            before = session.scalar(select(Batch.rows_done))
+        if job.rows_done % CHUNK_ROWS == 0 or job.rows_per_second is None:
+            time.sleep(0.05)  # wait until labelling runs ahead of the last stored chunk
+            continue
+        at.run()
+        with reading(app_env) as session:
+            after = session.scalar(select(Batch.rows_done))
+        if before == after:  # no chunk landed while the page was drawn: the page saw exactly `before` stored
+            bar = at.get("progress")[0].proto
+            shown = int(re.search(r"([\d,]+) of [\d,]+ rows", bar.text).group(1).replace(",", ""))
+            assert shown == before and bar.value == int(100 * before / (3 * CHUNK_ROWS))
+    assert shown is not None, "never saw the job between two chunks"
+    at.button(key=f"cancel_job_{job.id}").click().run()
+    deadline = time.monotonic() + 60
+    while list_jobs_now(app_env) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()
+    (said,) = [i for i in values(at.info) if "cancelled" in i]
+    with reading(app_env) as session:
+        kept = session.scalar(select(func.count(Message.id)))
+    assert f"cancelled with {kept:,} of {3 * CHUNK_ROWS:,} rows stored" in said and kept % CHUNK_ROWS == 0
+    assert kept >= shown and f"carries on from row {kept + 1:,}" in said
+
+
+def list_jobs_now(db) -> list:
+    with reading(db) as session:
+        return list_jobs(session)
+
+
+def test_commenters_stay_out_of_overview_and_trends_unless_asked_for(app_env, tmp_path, engine):
+    """Uploaded comments' authors once stood beside students in "Risk alerts: look now" and the People count."""
+    from aio_core.workflows.screening import ScreenOptions, screen_file
+
+    seed_person(app_env, "sad", "------")
+    seed_person(app_env, "fine", "+-+")
+    source = tmp_path / "comments.csv"
+    source.write_text("author,comment,posted\nmallory,I want to kill myself,2026-04-02 10:00\n"
+                      "troll,this is terrible and awful,2026-04-03 10:00\ntroll,awful awful,2026-04-04 10:00\n",
+                      encoding="utf-8")
+    screen_file(source, ScreenOptions("comment", "author", "posted"), engine=engine, db=app_env)
+    with reading(app_env) as session:
+        assert session.scalar(select(func.count(Alert.id)).where(Alert.kind == "risk")) == 1  # the commenter's
+
+    def shown_handles(at: AppTest) -> set[str]:
+        return {str(h) for d in at.dataframe if "handle" in d.value.columns for h in d.value["handle"]}
+
+    at = open_page("overview")
+    assert {m.label: m.value for m in at.metric}["People"] == "2"
+    assert shown_handles(at) == {"sad", "fine"} and not any(s.value == "Risk alerts: look now" for s in at.subheader)
+    at.toggle(key="overview_commenters").set_value(True).run()  # asked for: there they are, apart by handle
+    assert {m.label: m.value for m in at.metric}["People"] == "4"
+    assert "comment:mallory" in shown_handles(at) and any(s.value == "Risk alerts: look now" for s in at.subheader)
+
+    at = open_page("trends")
+    assert set(frame(at, "handle")["handle"]) == {"sad", "fine"}
+    cells = " ".join(str(v) for d in at.dataframe for v in d.value.astype(str).values.ravel())
+    assert "mallory" not in cells and "troll" not in cells  # nor in the alerts table
+    at.toggle(key="trends_commenters").set_value(True).run()
+    assert {"comment:mallory", "comment:troll"} <= set(frame(at, "handle")["handle"])
+
+
+def test_a_re_uploaded_file_shows_every_row_reusing_the_labels_already_stored(app_env):
+    """The same comments in a GBK-encoded copy (other bytes, so another batch) once showed and downloaded only the
+    rows labelled now; every row of the file is now there, in file order, the stored ones with their stored labels,
+    and nothing is labelled or stored twice."""
+    from aio_core.workflows.screening import batch_csv
+    from db.models import Batch
+
+    lines = [f"user{i % 4},第{i}条评论：这家店{'很好' if i % 3 else '太差了'},2026-05-{1 + i:02d} 10:00"
+             for i in range(9)]
+    at = open_page("screen")
+    first = "author,comment,posted\n" + "\n".join(lines[:6]) + "\n"
+    at.file_uploader(key="upload").upload("week1.csv", first.encode("utf-8"), "text/csv").run()
+    screened(at, app_env)
+    with reading(app_env) as session:
+        before = {m.row_index: (m.id, m.label, m.confidence) for m in session.scalars(select(Message))}
+    again = "author,comment,posted\n" + "\n".join([lines[6], *lines[:6], lines[7], lines[8]]) + "\n"
+    at.file_uploader(key="upload").upload("week1-gbk.csv", again.encode("gbk"), "text/csv").run()
+    screened(at, app_env)
+    assert not at.exception
+    said = [s.replace("\\", "") for s in values(at.success) if "week1-gbk.csv" in s]  # markdown-escaped
+    assert said and "9 rows: 3 labelled now, 6 already stored from an earlier upload (their labels reused)" in said[0]
+    with reading(app_env) as session:
+        assert session.scalar(select(func.count(Message.id))) == 9  # each comment stored once
+        batch_id = session.scalar(select(func.max(Batch.id)))
+    shown = frame(at, "text", "flagged")
+    assert list(shown["row"]) == list(range(1, 10))
+    assert [t.split("：")[0] for t in shown["text"]] == [f"第{i}条评论" for i in (6, 0, 1, 2, 3, 4, 5, 7, 8)]
+    for row, old in zip(range(2, 8), range(1, 7), strict=True):  # the stored labels, not new ones
+        stored_id, label, confidence = before[old]
+        assert (shown["label"][row - 1], shown["confidence"][row - 1]) == (label, confidence)
+    download = [line.split(",") for line in batch_csv(batch_id, db=app_env).decode("utf-8-sig").splitlines()]
+    assert download[0][:3] == ["author", "comment", "posted"] and len(download) == 10
+    assert [r[1].split("：")[0] for r in download[1:]] == [f"第{i}条评论" for i in (6, 0, 1, 2, 3, 4, 5, 7, 8)]
+    assert all(r[3] in ("positive", "negative") for r in download[1:])
 
 
 def test_a_file_over_the_upload_limit_is_refused_with_a_sentence(app_env):

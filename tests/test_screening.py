@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
+from aio_core.workflows import screening
 from aio_core.workflows.screening import ScreenOptions, batch_csv, screen_file
 from db.batches import BatchView, batch_rows
 from db.models import Batch, Message
@@ -136,6 +137,16 @@ def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
     (["author", "comment", "posted"], [["a", "hello there", "2026-01-01"]], ("comment", "author", "posted")),
     (["用户昵称", "评论内容", "发布时间"], [["a", "很好", "2026-01-01"]], ("评论内容", "用户昵称", "发布时间")),
     (["id", "x", "y"], [["1", "a long piece of text here", "b"]], ("x", None, None)),
+    # Names mislead: "posted_at" is a time, not the post; the position of a column never decides.
+    (["id", "platform", "author", "posted_at", "comment", "likes"],
+     [["101", "weibo", "amy", "2026-05-01T10:00:00Z", "the parcel came two days late and support never answered", "3"],
+      ["102", "douyin", "bo", "2026-05-02T11:30:00Z", "quick delivery, well packed, would order again", "12"],
+      ["103", "weibo", "cy", "1746093600", "太慢了，客服也不回消息，很失望", "0"]],
+     ("comment", "author", "posted_at")),
+    (["likes", "body_id", "created", "nick", "t"],
+     [["3", "9007199254740993", "2026-01-01 10:00", "a", "这个产品真的很好用，推荐给大家"],
+      ["5", "9007199254740994", "2026-01-02 10:00", "b", "完全不能用，退货了"]],
+     ("t", "nick", "created")),
 ])
 def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expected):
     path = tmp_path / "g.csv"
@@ -147,7 +158,7 @@ def test_columns_are_guessed_from_names_or_lengths(tmp_path, header, rows, expec
     assert (guess.text_column, guess.person_column, guess.time_column) == expected
 
 
-def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, engine, db):
+def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, engine, db, monkeypatch):
     """Moderators export the last 30 days every week: the rows both files hold (same author, time and text) are
     stored once, and the summary counts them."""
     first = comments(tmp_path / "week1.csv", 40)
@@ -156,9 +167,23 @@ def test_an_overlapping_export_stores_each_message_once_and_says_so(tmp_path, en
     with second.open("w", newline="", encoding="utf-8") as handle:
         lines = first.read_text(encoding="utf-8").splitlines()
         handle.write("\n".join([lines[0], *lines[21:], "user9,a brand new comment,2026-06-01 09:00"]) + "\n")
-    summary = screen_file(second, ScreenOptions("comment", "author", "posted"), engine=engine, db=db)
-    assert summary.duplicate == 20 and "20 row(s) already stored" in summary.line()
-    assert len(stored(db)) == 41
+    sent: list[str] = []  # what reached the model: the rows stored already must not be labelled again
+    real = screening.assess
+    monkeypatch.setattr(screening, "assess", lambda texts, **kw: sent.extend(texts) or real(texts, **kw))
+    summary = screen_file(second, ScreenOptions("comment", "author", "posted"), engine=engine, db=db,
+                          out=tmp_path / "out.csv")
+    assert summary.duplicate == summary.reused == 20 and (summary.labelled_now, summary.labelled) == (1, 21)
+    assert ("21 rows: 1 labelled now, 20 already stored from an earlier upload (their labels reused)."
+            in summary.line())
+    assert sent == ["a brand new comment"] and len(stored(db)) == 41
+    # The results file and the batch hold every row of the second file, in its order, with the stored labels.
+    with reading(db) as session:
+        earlier = {m.text: m.label for m in session.scalars(select(Message))}
+        rows = list(batch_rows(session, summary.batch_id))
+    assert [r.row for r in rows] == list(range(1, 22)) and [r.reused for r in rows] == [True] * 20 + [False]
+    written = [row for _, _, row in iter_rows(inspect_csv(tmp_path / "out.csv"))]
+    assert [r["comment"] for r in written] == [r.text for r in rows]
+    assert all(r["label"] == earlier[r["comment"]] for r in written)
 
 
 def test_the_download_is_exactly_the_view_on_screen(tmp_path, engine, db):

@@ -8,17 +8,17 @@ Nothing is stored until the whole file has been checked (encoding, shape, column
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import Engine as Database
 
+from aio_core import columns
+from aio_core.columns import parse_time
 from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
@@ -37,7 +37,7 @@ from db.batches import (
 )
 from db.rules import AlertRule
 from db.session import reading, writing
-from db.store import NewMessage, add_messages
+from db.store import NewMessage, add_messages, stored_already
 
 RESULT_COLUMNS = ("label", "confidence", "uncertain", "risk", "risk_category", "flagged")
 CHUNK_ROWS = 256
@@ -73,6 +73,8 @@ class ScreenSummary:
     people_alerted: int = 0
     risky: int = 0
     duplicate: int = 0  # rows whose person, time and text were stored already (an overlapping export)
+    reused: int = 0  # of those, rows the batch shows with the stored message's labels (not labelled again)
+    labelled_now: int = 0  # labelled and stored by this batch
     seconds: float = 0.0  # this run's wall time
     resumed_at: int = 0  # rows already done by an earlier, interrupted run
     already_complete: bool = False
@@ -95,34 +97,18 @@ class ScreenSummary:
         if self.blank:
             shown = ", ".join(map(str, self.blank_lines)) + (" ..." if self.blank > len(self.blank_lines) else "")
             blank = f" {self.blank} blank text(s) skipped" + (f" (lines {shown})." if self.blank_lines else ".")
-        duplicate = (f" {self.duplicate:,} row(s) already stored from an earlier file were not stored twice."
-                     if self.duplicate else "")
-        return (f"{head} {self.labelled:,} labelled: {self.negatives:,} negative ({self.negative_share:.1%}), "
-                f"{self.risky:,} at risk, {self.flagged:,} flagged, {self.people_alerted} commenters with an open "
-                f"alert.{blank}{duplicate}")
+        figures = (f"{self.negatives:,} negative ({self.negative_share:.1%}), {self.risky:,} at risk, "
+                   f"{self.flagged:,} flagged, {self.people_alerted} commenters with an open alert.")
+        if not self.reused:
+            return f"{head} {self.labelled:,} labelled: {figures}{blank}"
+        return (f"{head} {self.rows:,} rows: {self.labelled_now:,} labelled now, {self.reused:,} already stored "
+                f"from an earlier upload (their labels reused). Of the {self.labelled:,} labelled: {figures}{blank}")
 
 
-_TEXT_NAMES = re.compile(r"text|comment|content|message|body|review|tweet|post|评论|内容|留言|正文|文本|消息", re.I)
-_PERSON_NAMES = re.compile(r"user|author|name|handle|person|student|account|from|用户|昵称|作者|姓名|学生", re.I)
-_TIME_NAMES = re.compile(r"time|date|created|timestamp|posted|发布|时间|日期", re.I)
-
-
-def guess_columns(info: CsvInfo, sample_rows: int = 200) -> ScreenOptions:
-    """Likely text / person / time columns from their names (platform exports in English or Chinese), the text
-    column falling back to the one with the longest cells."""
-    lengths = dict.fromkeys(info.header, 0)
-    for number, _, row in iter_rows(info):
-        if number > sample_rows:
-            break
-        for column, value in row.items():
-            lengths[column] += len(value)
-
-    def named(pattern: re.Pattern, exclude: tuple[str | None, ...] = ()) -> str | None:
-        return next((c for c in info.header if pattern.search(c) and c not in exclude), None)
-
-    text = named(_TEXT_NAMES) or max(info.header, key=lambda c: lengths[c])
-    time_column = named(_TIME_NAMES, (text,))
-    return ScreenOptions(text, named(_PERSON_NAMES, (text, time_column)), time_column)
+def guess_columns(info: CsvInfo) -> ScreenOptions:
+    """The likely text, person and time columns, read from the cells (aio_core/columns.py)."""
+    guess = columns.guess_columns(info)
+    return ScreenOptions(guess.text_column, guess.person_column, guess.time_column)
 
 
 def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
@@ -131,21 +117,6 @@ def _check_columns(info: CsvInfo, options: ScreenOptions) -> None:
         if column is not None and column not in info.header:
             raise UserError(f"{info.name} has no column {column!r} for the {role}; its columns are: "
                             f"{', '.join(info.header)}.")
-
-
-def parse_time(value: str) -> datetime | None:
-    """A timestamp from a CSV cell as naive UTC; None for a blank cell; ValueError if unreadable."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit() and len(value) >= 9:  # Unix epoch seconds (or milliseconds), as some platforms export
-        stamp = pd.Timestamp(int(value), unit="ms" if len(value) > 11 else "s", tz="UTC")
-    else:
-        stamp = pd.Timestamp(value)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    if pd.isna(stamp):
-        raise ValueError(value)
-    return stamp.tz_localize(None).to_pydatetime()
 
 
 def _check_times(info: CsvInfo, column: str) -> None:
@@ -203,21 +174,33 @@ Chunk = list[tuple[int, int, dict[str, str]]]  # (row number, line, cells by col
 
 
 def label_chunk(chunk: Chunk, header: list[str], options: ScreenOptions, batch_id: int, *,
-                engine: Engine, progress: Callable[[int], None] | None = None) -> tuple[list[NewMessage], list[int]]:
+                engine: Engine, progress: Callable[[int], None] | None = None, db: Database | None = None
+                ) -> tuple[list[NewMessage], list[int]]:
     """The chunk's non-blank rows labelled, as messages to store, and the lines of its blank texts. `progress` gets
-    the number of texts labelled after each forward pass."""
-    texts = [(n, line, row) for n, line, row in chunk if row[options.text_column].strip()]
+    the number of texts labelled after each forward pass. With `db` (and person and time columns), rows stored
+    already by an earlier upload are not labelled again: they go to the store unlabelled, where `store_chunk`
+    finds them stored and the batch reuses the stored message (one stored since is labelled later, never lost)."""
+    texts = [(n, row) for n, _, row in chunk if row[options.text_column].strip()]
     blank = [line for _, line, row in chunk if not row[options.text_column].strip()]
-    labels = assess([row[options.text_column] for _, _, row in texts], engine=engine, progress=progress)
-    messages = [
-        NewMessage(text=row[options.text_column], source="csv",
-                   person=(row[options.person_column].strip() or None) if options.person_column else None,
-                   created_at=parse_time(row[options.time_column]) if options.time_column else None,
-                   batch_id=batch_id, row_index=n, cells=json.dumps([row[c] for c in header], ensure_ascii=False),
-                   **label_fields(sentiment, engine, risk))
-        for (n, _, row), (sentiment, risk) in zip(texts, labels, strict=True)
-    ]
+    messages = [NewMessage(text=row[options.text_column], source="csv",
+                           person=(row[options.person_column].strip() or None) if options.person_column else None,
+                           created_at=parse_time(row[options.time_column]) if options.time_column else None,
+                           batch_id=batch_id, row_index=n,
+                           cells=json.dumps([row[c] for c in header], ensure_ascii=False)) for n, row in texts]
+    known: set[int] = set()
+    if db is not None and _dedups(options):
+        with reading(db) as session:
+            known = stored_already(session, messages)
+    fresh = [i for i in range(len(messages)) if i not in known]
+    labels = assess([messages[i].text for i in fresh], engine=engine, progress=progress)
+    for i, (sentiment, risk) in zip(fresh, labels, strict=True):
+        messages[i] = dataclasses.replace(messages[i], **label_fields(sentiment, engine, risk))
     return messages, blank
+
+
+def _dedups(options: ScreenOptions) -> bool:
+    """Whether rows are matched against stored messages: only a person and a time make a comment the same one."""
+    return bool(options.person_column and options.time_column)
 
 
 def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Database, rule: AlertRule,
@@ -226,8 +209,7 @@ def store_chunk(messages: list[NewMessage], options: ScreenOptions, *, db: Datab
     `progress` = (batch id, rows, blank rows, seconds): the batch's counter moves in the same transaction, which is
     what lets a killed single-process run resume exactly after its last whole chunk."""
     with writing(db) as session:
-        ids = add_messages(session, messages, rule=rule,
-                           skip_duplicates=bool(options.person_column and options.time_column))
+        ids = add_messages(session, messages, rule=rule, skip_duplicates=_dedups(options))
         if progress is not None:
             batch_id, rows, blank, seconds = progress
             record_progress(session, batch_id, rows=rows, blank=blank, duplicate=ids.count(None), seconds=seconds)
@@ -245,6 +227,7 @@ def close_batch(opened: OpenBatch, summary: ScreenSummary, *, db: Database, out:
     summary.labelled, summary.negatives, summary.flagged = counts.labelled, counts.negatives, counts.flagged
     summary.people_alerted, summary.blank = counts.people_alerted, counts.blank
     summary.risky, summary.duplicate = counts.risky, counts.duplicate
+    summary.reused, summary.labelled_now = counts.reused, counts.labelled_now
     if out is not None:
         write_results(opened.info, opened.batch_id, db=db, out=out)
     summary.seconds = time.perf_counter() - started
@@ -275,7 +258,7 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
         tick = time.perf_counter()
         within = (lambda labelled, at=done: progress(at + labelled, info.rows)) if progress else None
         messages, blank = label_chunk(chunk, list(info.header), options, opened.batch_id, engine=engine,
-                                      progress=within)
+                                      progress=within, db=db)
         summary.blank_lines.extend(blank[:20 - len(summary.blank_lines)])
         store_chunk(messages, options, db=db, rule=rule,
                     progress=(opened.batch_id, len(chunk), len(blank), time.perf_counter() - tick))
@@ -291,7 +274,7 @@ def result_header(info: CsvInfo) -> list[str]:
 
 
 def _result_cells(stored: BatchRow | None) -> list[object]:
-    if stored is None:  # a blank text (reported and skipped, never sent to the model) or an already stored row
+    if stored is None:  # a blank text (reported and skipped, never sent to the model)
         return [""] * len(RESULT_COLUMNS)
     return [stored.label or "", "" if stored.confidence is None else f"{stored.confidence:.3f}",
             "" if stored.uncertain is None else str(bool(stored.uncertain)).lower(), stored.risk or "",
