@@ -85,15 +85,20 @@ def similarity(a: str, b: str, lang: str) -> float:
     return SequenceMatcher(None, left, right, autojunk=False).ratio()
 
 
+_OWNER_EN = re.compile(r"\b(?:your|ur|his|her|their|the)\s+(\w+)(?:\s+(\w+))?", re.IGNORECASE)
+_OWNER_ZH = re.compile(r"你(?:的|们的|们)?")
+
+
 def invented(reply: str, conversation: Sequence[dict[str, str]], lang: str) -> list[str]:
-    """People or pets the reply talks about that the conversation never mentioned ("your stepdad")."""
+    """People or pets the reply says the student has that the conversation never mentioned ("your stepdad", 你继父).
+    A suggestion ("an adult you trust, like a teacher", 比如老师) is not a claim about their life."""
     said = unicodedata.normalize("NFKC", " ".join(m["content"] for m in conversation)).lower()
     text = unicodedata.normalize("NFKC", reply).lower()
     if lang == "zh":
-        return [w for w in _RELATIONS_ZH if w in text and w not in said]
-    words = set(_WORD.findall(text))
+        return [w for w in _RELATIONS_ZH if w not in said and re.search(_OWNER_ZH.pattern + re.escape(w), text)]
     heard = set(_WORD.findall(said))
-    return [w for w in _RELATIONS_EN if (w in words or w + "s" in words) and w not in heard and w + "s" not in heard]
+    owned = {word for m in _OWNER_EN.finditer(text) for word in m.groups() if word}
+    return [w for w in _RELATIONS_EN if (w in owned or w + "s" in owned) and w not in heard and w + "s" not in heard]
 
 
 def check_reply(reply: str, conversation: Sequence[dict[str, str]], lang: str, system: str, *, hit_limit: bool,

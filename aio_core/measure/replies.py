@@ -110,11 +110,19 @@ def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, m
         results.append(record)
         if progress:
             progress(done)
-    tones = classify([r["reply"] for r in results], engine=engine)  # the label head on each reply, one batch
-    for result, conversation, tone in zip(results, conversations, tones, strict=True):
+    # The label head reads what the model wrote: the whole reply of free generation, the chosen sentence of a guarded
+    # one (read by the guard already); reviewed library text is warm by design and only checked by the words.
+    free = [i for i, r in enumerate(results) if r["kind"] == "generated"]
+    tones: dict[int, float | None] = {i: s.p_negative for i, s in zip(
+        free, classify([results[i]["reply"] for i in free], engine=engine) if free else [], strict=True)}
+    for i, result in enumerate(results):
+        if result["kind"] == "guarded":
+            tones[i] = next((c["p_negative"] for c in result["candidates"] if not c["failed"]
+                             and c["text"].strip() and c["text"].strip() in result["reply"]), None)
+    for i, (result, conversation) in enumerate(zip(results, conversations, strict=True)):
         system = assistant_system_prompt(conversation.lang, result["label"])
         result["checks"] = check_reply(result["reply"], conversation, system, hit_limit=False,
-                                       down=result["label"] == "negative", reply_p_negative=tone.p_negative)
+                                       down=result["label"] == "negative", reply_p_negative=tones.get(i))
         if result["kind"] == "safe":  # the reviewed message is long by design and names no situation
             result["checks"]["length"] = result["checks"]["no_invented"] = True
     return summarise(results, engine.name, method), results
