@@ -36,16 +36,21 @@ _ADOPT_ZH = re.compile(r"我(也|真的|真是|现在|今天|同样)?(很|好|�
 _OWN_LIFE_EN = re.compile(r"\b(my\s+(own\s+)?(mom|mum|dad|parents?|(best\s+)?friends?|teachers?|exams?|tests?|grades?|"
                           r"marks?|class(mates)?|school|homework|brother|sister|family)\b|i\s+(also\s+)?(failed|"
                           r"flunked|got\s+(a\s+)?(bad|low)|lost\s+my|sit\s+alone)|me\s+too\b)", re.IGNORECASE)
-_OWN_LIFE_ZH = re.compile(r"我(的)?(妈妈|爸爸|父母|家人|朋友|好朋友|同学|同桌|老师|考试|成绩|作业|哥哥|姐姐|弟弟|妹妹)|"
+_OWN_LIFE_ZH = re.compile(r"我(的)?(妈妈|爸爸|父母|家人|朋友|好朋友|同学|同桌|老师|考试|成绩|作业|哥哥|姐姐|弟弟|妹妹|"
+                          r"妈|爸|哥|姐|弟|妹|班)|我们(班|学校|组)|"
                           r"我也(考|挂|被|是这样|一样)|我(以前|小时候)也")
 _REFUSAL = re.compile(r"\b(i\s*('m| am)\s+sorry,?\s+but\s+i\s+(can('|no)t|am\s+unable)|i\s+can(no|')t\s+(help|assist|"
                       r"provide|do\s+that)|as\s+an\s+ai\b|i'?m\s+(just\s+)?an?\s+(ai|language\s+model))|"
-                      r"(抱歉|对不起)[，,]?\s*我(无法|不能|没办法)|作为(一个)?(AI|人工智能|语言模型)|我(无法|不能)(帮|提供|回答)",
+                      r"(抱歉|对不起)[，,]?\s*我(无法|不能|没办法)|作为(一个)?(AI|人工智能|语言模型)|"
+                      r"我(无法|不能|没办法)(直接)?(帮|提供|回答|完成)|违反(了)?(法律|道德)",
                       re.IGNORECASE)
 _BLAME = re.compile(r"\b(you('re| are)\s+(so\s+|really\s+|too\s+)?(stupid|dumb|lazy|useless|an?\s+idiot|pathetic|"
                     r"annoying|disgusting|the\s+problem)|(it'?s|its)\s+your\s+(own\s+)?fault|you\s+deserve(d)?\s+it|"
                     r"you\s+should\s+have\s+(studied|tried|worked|known)|serves\s+you\s+right|shame\s+on\s+you|"
-                    r"(disgust|annoy)(s|ed)?\s+me)|"
+                    r"(disgust|annoy)(s|ed)?\s+me|why\s+did\s+you\s+(fail|lose|mess|not\s+(study|try))|"
+                    r"(just|simply)\s+(get\s+over\s+it|stop\s+(worrying|complaining))|(it'?s|that'?s)\s+(not\s+a\s+"
+                    r"big\s+deal|nothing\s+to\s+(cry|worry)\s+about)|(still\s+)?a\s+long\s+way\s+to\s+go)|"
+                    r"你为什么.{0,8}(失败|考砸|没考好|考不好|输|掉棒|不努力|不认真)|还有很长的路要走|没什么大不了|有什么好(哭|难过)的|"
                     r"你(太|真|好|很)?(笨|蠢|傻|懒|没用|讨厌|烦人|恶心|差劲)|活该|(是|都是)你(自己)?的(错|问题)|你应该(早点|好好)?"
                     r"(努力|学习|认真)|让我(感到)?(非常|很)?(不满|厌恶|恶心|失望)|你的行为让我", re.IGNORECASE)
 # Words that celebrate: "I'm glad you told me" comforts and is not here; "glad to hear" and "great" are.

@@ -74,6 +74,18 @@ def test_the_guard_refuses_what_hurt_students(engine, sentence, check):
     assert check in verdicts[0].failed
 
 
+@pytest.mark.parametrize("said, sentence, check", [
+    ("运动会接力我们班掉棒了，我是最后一棒", "你能不能说一下你为什么在比赛中失败了？", "no_blame"),
+    ("体育课又被数学老师占了", "我不能直接帮助你完成这件事，因为这是违反法律和道德的。", "no_refusal"),
+    ("我哥把我的游戏皮肤全分解了", "不过，我哥现在很难受，因为他已经失去了游戏号。", "no_adoption"),
+    ("作业多到离谱，我已经麻了", "你已经很努力了，但你还有很长的路要走。", "no_blame"),
+])
+def test_the_guard_refuses_what_hurt_students_in_chinese(engine, said, sentence, check):
+    verdicts = guard_candidates(engine, [{"role": "user", "content": said}], "听起来真不容易。",
+                                candidates_of(engine, sentence), lang="zh", system="", sentiment=None)
+    assert check in verdicts[0].failed
+
+
 def test_a_passing_candidate_is_shown_after_the_opening_and_a_refused_one_never(engine, db, rule, monkeypatch):
     blame, kind = "You're so stupid, it's your own fault.", "Lunch can feel really long when you're on your own."
     monkeypatch.setattr(engine.backend, "candidates", lambda *a, **k: candidates_of(engine, blame, kind))
