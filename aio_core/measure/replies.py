@@ -99,8 +99,8 @@ def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, m
             text = composed.text()
             kind, verdicts, candidates = composed.kind, composed.verdicts, composed.candidates
             opening = composed.opening
-        record = {**conversation.raw, "method": method, "reply": text, "kind": kind, "label": sentiment.label,
-                  "situation": found.situation, "risk": risk.level if risk else None, "opening": opening,
+        record = {**conversation.raw, "method": method, "reply": text, "reply_kind": kind, "label": sentiment.label,
+                  "read_situation": found.situation, "risk": risk.level if risk else None, "opening": opening,
                   "candidates": [{"text": v.text, "failed": list(v.failed), "p_negative": v.p_negative,
                                   "p_fine": v.p_fine} for v in verdicts]}
         if keep_states:
@@ -112,18 +112,18 @@ def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, m
             progress(done)
     # The label head reads what the model wrote: the whole reply of free generation, the chosen sentence of a guarded
     # one (read by the guard already); reviewed library text is warm by design and only checked by the words.
-    free = [i for i, r in enumerate(results) if r["kind"] == "generated"]
+    free = [i for i, r in enumerate(results) if r["reply_kind"] == "generated"]
     tones: dict[int, float | None] = {i: s.p_negative for i, s in zip(
         free, classify([results[i]["reply"] for i in free], engine=engine) if free else [], strict=True)}
     for i, result in enumerate(results):
-        if result["kind"] == "guarded":
+        if result["reply_kind"] == "guarded":
             tones[i] = next((c["p_negative"] for c in result["candidates"] if not c["failed"]
                              and c["text"].strip() and c["text"].strip() in result["reply"]), None)
     for i, (result, conversation) in enumerate(zip(results, conversations, strict=True)):
         system = assistant_system_prompt(conversation.lang, result["label"])
         result["checks"] = check_reply(result["reply"], conversation, system, hit_limit=False,
                                        down=result["label"] == "negative", reply_p_negative=tones.get(i))
-        if result["kind"] == "safe":  # the reviewed message is long by design and names no situation
+        if result["reply_kind"] == "safe":  # the reviewed message is long by design and names no situation
             result["checks"]["length"] = result["checks"]["no_invented"] = True
     return summarise(results, engine.name, method), results
 
@@ -135,7 +135,7 @@ def summarise(results: Sequence[dict], model: str, method: str) -> dict:
                for lang in ("en", "zh") if (mine := [r for r in results if r["lang"] == lang])}
     kinds: dict[str, int] = {}
     for r in results:
-        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+        kinds[r["reply_kind"]] = kinds.get(r["reply_kind"], 0) + 1
     refused = [c for r in results for c in r["candidates"]]
     return {"n": n, "method": method, "checks": rates, "all_pass": sum(all(r["checks"].values()) for r in results) / n,
             "model": model, "by_lang": by_lang, "kinds": kinds,
@@ -160,7 +160,7 @@ def format_replies(summary: dict, results: Sequence[dict], worst: int = 10) -> s
     for r in failing:
         failed = ", ".join(c for c, ok in r["checks"].items() if not ok)
         lines.append(f"- [{failed}] user: {r['messages'][-1]['content'][:80]!r}")
-        lines.append(f"  reply ({r['kind']}): {r['reply'][:200]!r}")
+        lines.append(f"  reply ({r['reply_kind']}): {r['reply'][:200]!r}")
     return "\n".join(lines)
 
 
