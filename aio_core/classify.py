@@ -30,9 +30,13 @@ def badge(label: str, confidence: float, uncertain: bool, lang: str = "en") -> s
     return f"{EMOJI[label]} {WORDS[lang][label]} {confidence:.2f}{mark}"
 
 
-def seed_line(label: str) -> str:
-    """The seed article's display line, e.g. `😄 LLM 情感判断: 正面`."""
-    return f"{EMOJI[label]} LLM 情感判断: {WORDS['zh'][label]}"
+# The seed article's line is Chinese, and stays exactly so in Chinese; a reader of English gets the same line in theirs.
+SEED_LINE = {"zh": "{emoji} LLM 情感判断: {word}", "en": "{emoji} LLM sentiment: {word}"}
+
+
+def seed_line(label: str, lang: str = "zh") -> str:
+    """The seed article's display line, e.g. `😄 LLM 情感判断: 正面` (`😄 LLM sentiment: positive` in English)."""
+    return SEED_LINE[lang].format(emoji=EMOJI[label], word=WORDS[lang][label])
 
 
 @dataclass(frozen=True)

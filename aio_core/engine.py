@@ -45,6 +45,19 @@ class Engine:
         return self.backend.name
 
     @property
+    def title(self) -> str:
+        return self.backend.title
+
+    @property
+    def source(self) -> str:
+        return self.backend.source
+
+    @property
+    def runtime(self) -> dict[str, object]:
+        """dtype, device, threads, load seconds (see `Backend.runtime`)."""
+        return self.backend.runtime
+
+    @property
     def profile(self) -> ModelProfile:
         return self.backend.profile
 

@@ -12,7 +12,8 @@ from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.notify_setup import notify_status, save_notification_settings
 from aio_core.workflows.privacy import apply_retention, erase
-from app_pages.shared import database, flash, md, page, read, settings, t, write
+from app_pages.shared import database, flash, md, page, read, settings, t, words, write
+from app_pages.strings import STRINGS
 from db.access import ROLES
 from db.escalation import set_escalation_list
 from db.privacy import audit, export_person, read_audit
@@ -42,7 +43,8 @@ with st.expander(t("add_user")):
         columns = st.columns(2)
         password = columns[0].text_input(t("password"), type="password", key="new_user_password")
         email = columns[1].text_input(t("school_email"), key="new_user_email")
-        chosen = st.multiselect(t("groups"), known_groups, key="new_user_groups", accept_new_options=True)
+        chosen = st.multiselect(t("groups"), known_groups, key="new_user_groups", accept_new_options=True,
+                                placeholder=t("choose_options"))
         person = st.text_input(t("student_person"), key="new_user_person")
         if st.form_submit_button(t("add_user")) and write(
                 add_user, username, password or (None if email.strip() else ""), role=role, by=who.username,
@@ -64,7 +66,8 @@ if users:
         columns = st.columns(3)
         new_role = columns[0].selectbox(t("role"), ROLES, key="change_role", format_func=lambda r: t(f"role_{r}"))
         new_groups = columns[1].multiselect(t("groups"), sorted(set(known_groups) | set(current)),
-                                            key="change_groups", accept_new_options=True)
+                                            key="change_groups", accept_new_options=True,
+                                            placeholder=t("choose_options"))
         changes = []
         if new_role != user.role:
             changes.append(t("change_role_to", old=t(f"role_{user.role}"), new=t(f"role_{new_role}")))
@@ -123,7 +126,8 @@ with st.expander(t("escalation_lists")):
     if group is not None:
         current = [u for u in status.lists.get(group, []) if u in status.contacts]
         chosen = st.multiselect(t("escalation_contacts"), list(status.contacts), default=current,
-                                format_func=status.contacts.get, key=f"escalation_{group}")
+                                format_func=status.contacts.get, key=f"escalation_{group}",
+                                placeholder=t("choose_options"))
         if st.button(t("save"), key="save_escalation", disabled=chosen == current) and write(
                 set_escalation_list, group, chosen, by=who.username) is not None:
             flash(t("escalation_saved", group=group, names=", ".join(chosen) or "–"))
@@ -148,7 +152,8 @@ with st.expander(t("digests_and_text")):
             flash(t("notify_saved"))
             st.rerun()
 st.caption(t("outbox"))
-st.dataframe(pd.DataFrame([[n.created_at, n.kind, n.alert_id, n.step, n.channel, n.recipient or "",
+st.dataframe(pd.DataFrame([[n.created_at, t(f"outbox_kind_{n.kind}"), n.alert_id, n.step,
+                            t(f"channel_name_{n.channel}"), n.recipient or "",
                             t(f"outbox_{n.status}"), n.attempts, n.next_attempt_at if n.status == "waiting" else None,
                             n.last_error or ""]
                            for n in status.recent],
@@ -181,7 +186,11 @@ st.subheader(t("audit_log"))
 events = read(read_audit, limit=2000)
 table = [[e.at, e.actor, e.action, e.target or "", e.detail or ""] for e in events]
 AUDIT_COLUMNS = ["at", "who", "action", "target", "detail"]  # the download's headers; the table's are translated
-st.dataframe(pd.DataFrame(table, columns=[t(f"audit_{c}") for c in AUDIT_COLUMNS]), hide_index=True, key="audit")
+# The action's name stays (it is what the CLI's `audit --action` filters on), with what it means beside it.
+st.dataframe(pd.DataFrame([[at, by, words(f"audit_does_{action}") if f"audit_does_{action}" in STRINGS else "",
+                            action, target, detail] for at, by, action, target, detail in table],
+                          columns=[t(f"audit_{c}") for c in ("at", "who", "what", "action", "target", "detail")]),
+             hide_index=True, key="audit")
 st.download_button(t("export_audit"), csv_bytes(AUDIT_COLUMNS, table),
                    file_name="audit.csv", mime="text/csv", key="export_audit",
                    on_click=lambda: write(audit, who.username, "export.audit"))

@@ -16,6 +16,7 @@ from app_pages.shared import (
     can,
     database,
     label_badge,
+    lang,
     md,
     model,
     page,
@@ -36,7 +37,7 @@ from db.store import chat_history, list_people
 who = page("chat")
 state = model()
 if state.engine is not None:
-    show_model_line(state.engine)
+    show_model_line(state.engine, who)
 else:
     show_model_problem(state)
     st.info(t("stored_unlabelled"))
@@ -90,7 +91,7 @@ for message in stored:
     with st.chat_message("user"):
         st.markdown(plain(message.text))
         if show_labels and message is stored[-1] and message.effective_label:
-            st.markdown(seed_line(message.effective_label))  # the seed article's line, as it showed it
+            st.markdown(seed_line(message.effective_label, lang()))  # the seed article's line, in the reader's language
         user_caption(message.effective_label, message.confidence, message.uncertain, message.risk,
                      message.risk_category)
     if message.reply:
@@ -129,7 +130,7 @@ if pending:
         elif turn.sentiment is None:
             st.caption(label_badge(None, None, None))
         else:
-            st.markdown(turn.sentiment.seed_line)  # the seed article's line, as it showed it
+            st.markdown(seed_line(turn.sentiment.label, lang()))  # the seed article's line, in the reader's language
             user_caption(turn.sentiment.label, turn.sentiment.confidence, turn.sentiment.uncertain,
                          turn.risk.level if turn.risk else None, turn.risk.category if turn.risk else None)
     if turn.reply is not None:

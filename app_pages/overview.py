@@ -20,6 +20,7 @@ from app_pages.shared import (
     read,
     risk_badge,
     rule,
+    said,
     show_model_line,
     show_model_problem,
     t,
@@ -54,13 +55,13 @@ if report.unrouted:  # an admin's: alerts that no teacher or counsellor sees, un
     st.caption(t("unrouted_help"))
     people_table(pd.DataFrame([{
         t("person"): a.person.display_name, t("col_handle"): a.person.handle, t("col_group"): a.person.group_name or "",
-        t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule, t("at"): a.window_end,
+        t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else said(a.rule), t("at"): a.window_end,
         t("status_col"): t(f"status_{a.status}"),
     } for a in report.unrouted]), [a.person.handle for a in report.unrouted], "unrouted")
 
 engine = loaded_model()
 if engine is not None:
-    show_model_line(engine)
+    show_model_line(engine, who)
 else:
     st.caption(t("model_not_loaded"))
     if st.button(t("load_model"), key="load_model"):

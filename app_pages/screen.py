@@ -23,6 +23,7 @@ from app_pages.shared import (
     show_model_problem,
     t,
     uploaded_path,
+    words,
 )
 from db.batches import BatchView, batch_rows, count_rows, list_batches
 from db.jobs import JobView, list_jobs
@@ -37,7 +38,7 @@ if not model_shown:
     else:
         st.caption(t("model_loads_on_run"))
 else:
-    show_model_line(loaded_model())
+    show_model_line(loaded_model(), who)
 upload = st.file_uploader(t("upload", mb=config.upload_mb), type=["csv", "tsv", "txt"], key="upload",
                           max_upload_size=config.upload_mb)
 info = None
@@ -74,7 +75,7 @@ if upload is not None:
             show_model_problem(state)
             st.stop()
         if not model_shown:  # the line at the top already says which model, when it was loaded before
-            show_model_line(state.engine)
+            show_model_line(state.engine, who)
         try:
             with uploaded_path(upload) as path:
                 submitted = submit(path, ScreenOptions(text_column, person_column, time_column), engine=state.engine,
@@ -176,14 +177,17 @@ rows = read(lambda session: list(batch_rows(session, batch_id, view, limit=SHOWN
 total = read(count_rows, batch_id, view)
 COLUMNS = ("row", "person", "text", "label", "confidence", "uncertain", "risk", "flagged")
 table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label": t(r.label) if r.label else None,
-                       "confidence": r.confidence, "uncertain": r.uncertain, "risk": r.risk,
+                       "confidence": r.confidence, "uncertain": r.uncertain,
+                       "risk": words("risk_none" if r.risk == "none" else f"level_{r.risk}") if r.risk else None,
                        "flagged": r.flagged} for r in rows], columns=list(COLUMNS))
 table.columns = [t(f"col_{c}") for c in COLUMNS]  # the headers in the reader's language; the download keeps ours
 st.caption(t("rows_shown", shown=len(table), total=total))
 st.dataframe(table, hide_index=True, key="results",
              column_config={t("col_confidence"): st.column_config.NumberColumn(format="%.2f")})
 
-correction_form("screen_fix", {r.message_id: f"row {r.row}: {r.text[:60]} ({r.label})" for r in rows}, who)
+correction_form("screen_fix", {r.message_id: words(
+    "fix_choice_row", row=r.row, text=r.text[:60], label=words(r.label) if r.label else words("unlabelled_badge"))
+    for r in rows}, who)
 
 db = database()
 st.download_button(t("download"), data=lambda: batch_csv(batch_id, db=db, view=view),

@@ -36,9 +36,11 @@ from aio_core.workflows import USER_ERRORS, alert_rule
 from aio_core.workflows.jobs import start_worker
 from aio_core.workflows.notify import start_sender
 from aio_core.workflows.privacy import apply_retention
-from app_pages.strings import text
+from app_pages.strings import STRINGS, text
 from db.access import ACTIONS, PAGES
+from db.alerts import RULE
 from db.corrections import correct_label, review_risk
+from db.phrases import read_phrase
 from db.privacy import audit
 from db.reports import SOURCES, Filters, groups
 from db.rules import AlertRule
@@ -78,6 +80,39 @@ def t(key: str, **values: object) -> Markdown:
     """The sentence `key` in the page's language, with every value escaped (see the module's docstring)."""
     return Markdown(text(key, lang(), **{name: value if isinstance(value, Markdown) else _Escaped(value)
                                          for name, value in values.items()}))
+
+
+def words(key: str, **values: object) -> str:
+    """The sentence `key` in the page's language, not escaped: for what Streamlit shows as plain text (a select
+    box's options, a table's cells), where an escape would show as a backslash."""
+    return text(key, lang(), **values)
+
+
+# Values inside the store's own sentences that are words of ours, not someone's text (db/phrases.py).
+_PHRASE_WORDS = {"level": lambda v: f"level_{v}", "category": lambda v: v}
+
+
+def said(stored: str | None) -> str:
+    """A sentence the store wrote itself (the rule that fired, a note in an alert's history) in the reader's
+    language; anything else (a person's own note) as it was written. Plain text, for table cells."""
+    found = read_phrase(stored)
+    if found is None:
+        return stored or ""
+    key, values = found
+    shown = {}
+    for name, value in values.items():
+        if name == "rule":
+            shown[name] = said(value)
+        elif name in _PHRASE_WORDS and _PHRASE_WORDS[name](value) in STRINGS:
+            shown[name] = words(_PHRASE_WORDS[name](value))
+        else:
+            shown[name] = value
+    return words(key, **shown)
+
+
+def actor(by: str | None) -> str:
+    """Who made a change: a person's name, or the product itself (the rule) in the reader's language."""
+    return words("actor_rule") if by == RULE else by or ""
 
 
 def md(value: object) -> Markdown:
@@ -199,15 +234,17 @@ def show_model_problem(state: ModelState) -> None:
         st.rerun()
 
 
-def model_name(engine: Engine) -> tuple[str, str]:
-    """The model as a person knows it (its hub id, or the folder's name), and where it was loaded from."""
-    name = engine.profile.hub_id or Path(engine.name).name
-    return name, engine.description
-
-
-def show_model_line(engine: Engine) -> None:
-    name, where = model_name(engine)
-    st.caption(t("model_ready", name=name) + md(f" · {where}"))
+def show_model_line(engine: Engine, who: Viewer) -> None:
+    """The model by its own name and how it runs, in the reader's language; where its files are (a path on the
+    server, a server's address) only to an admin."""
+    line = t("model_ready", name=engine.title)
+    source = t(f"model_source_{engine.source}")
+    runtime = engine.runtime
+    line += md(" · ") + (source if engine.source == "openai" else t(
+        "model_how", source=source, dtype=runtime["dtype"], device=str(runtime["device"]).upper()))
+    if can(who, "see_model_files") and engine.name != engine.title:
+        line += md(" · ") + t("model_where", path=engine.name)
+    st.caption(line)
     if engine.is_random:
         st.warning(t("model_random"))
 
@@ -380,9 +417,10 @@ def filter_bar(who: Viewer, key: str) -> Filters:
     `Filters` go to every query of the page, so every figure on it follows them."""
     with st.expander(t("filters"), expanded=False):
         columns = st.columns(4)
-        chosen_groups = columns[0].multiselect(t("groups"), read(groups, who.scope), key=f"{key}_groups")
+        chosen_groups = columns[0].multiselect(t("groups"), read(groups, who.scope), key=f"{key}_groups",
+                                               placeholder=t("choose_options"))
         sources = columns[1].multiselect(t("sources"), list(SOURCES), key=f"{key}_sources",
-                                         format_func=lambda s: t(f"source_{s}"))
+                                         format_func=lambda s: t(f"source_{s}"), placeholder=t("choose_options"))
         days = columns[2].date_input(t("date_range"), value=(), key=f"{key}_dates")
         search = columns[3].text_input(t("search" if who.scope.texts else "search_names"), key=f"{key}_search")
         # Students and the authors of uploaded comments are two populations; only a viewer who reads every group

@@ -1,6 +1,8 @@
 """Trends & alerts: who is most negative lately, one person's messages over time with the rule's flagged windows,
 and the alerts to acknowledge or resolve (who and when are kept)."""
 
+from datetime import timedelta
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -9,6 +11,7 @@ from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.rules import change_rule
 from app_pages.shared import (
+    actor,
     can,
     correction_form,
     database,
@@ -20,8 +23,10 @@ from app_pages.shared import (
     risk_badge,
     risk_review_form,
     rule,
+    said,
     t,
     window,
+    words,
     write,
 )
 from db.alerts import STATUSES, list_alerts, transition_alert
@@ -108,6 +113,9 @@ else:
                             "p_negative": (float(p.label == "negative") if p.corrected else p.p_negative)
                             if p.label else 0.5, "confidence": p.confidence,
                             "rolling": p.rolling_negative_share} for p in report.points])
+    # Dates as numbers (Vega-Lite's own labels are English); within two days every tick would read the same date,
+    # so there the hours are shown too.
+    ticks = "%m-%d %H:%M" if report.points[-1].at - report.points[0].at < timedelta(days=2) else "%Y-%m-%d"
     colour = alt.Color("label:N", title=None, scale=alt.Scale(
         domain=[t("positive"), t("negative"), t("unlabelled_badge")], range=["#2e9e5b", "#d64545", "#9e9e9e"]))
     layers = []
@@ -115,12 +123,14 @@ else:
         windows = pd.DataFrame(report.flagged, columns=["start", "end"])
         layers.append(alt.Chart(windows).mark_rect(color="#d64545", opacity=0.12).encode(x="start:T", x2="end:T"))
     layers.append(alt.Chart(points).mark_line(color="#555").encode(
-        x=alt.X("at:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30)),
+        x=alt.X("at:T", title=None, axis=alt.Axis(format=ticks, labelAngle=-30)),
         y=alt.Y("rolling:Q", title=t("chart_axis"), scale=alt.Scale(domain=[0, 1]))))
     layers.append(alt.Chart(points).mark_circle(size=70, opacity=0.85).encode(
         x="at:T", y="p_negative:Q", color=colour,
-        tooltip=[alt.Tooltip("at:T", title="time"), alt.Tooltip("label:N"), alt.Tooltip("confidence:Q", format=".2f"),
-                 alt.Tooltip("text:N")]))
+        tooltip=[alt.Tooltip("at:T", title=t("at"), format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("label:N", title=t("col_label")),
+                 alt.Tooltip("confidence:Q", title=t("col_confidence"), format=".2f"),
+                 alt.Tooltip("text:N", title=t("col_text"))]))
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(t("chart_help"))
     if who.scope.texts:  # the messages themselves, to read (a dataframe shows its cells as plain text, never HTML)
@@ -132,7 +142,8 @@ else:
                 t("col_correction"): t("model_said", label=t(p.model_label)) if p.corrected and p.model_label
                 else t("corrected_mark") if p.corrected else "",
             } for p in reversed(report.points)]), hide_index=True, key="person_messages")
-    correction_form("trend_fix", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} ({p.label})"
+    correction_form("trend_fix", {p.message_id: words("fix_choice", at=f"{p.at:%Y-%m-%d %H:%M}",
+                                                      text=(p.text or "")[:60], label=words(p.label))
                                   for p in reversed(report.points) if p.label}, who)
     risk_review_form("trend_risk", {p.message_id: f"{p.at:%Y-%m-%d %H:%M} {(p.text or '')[:60]} "
                                     f"({risk_badge(p.risk, p.risk_category) or t('not_a_risk')})"
@@ -144,7 +155,8 @@ st.download_button(t("export_person_report", name=report.person.display_name), c
                    on_click=lambda: write(audit, who.username, "export.person_report", handle, f"{len(rows)} messages"))
 
 st.subheader(t("alerts_window", window=span) if filters.dated else t("alerts"))
-statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status")
+statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status",
+                          format_func=lambda s: words(f"status_{s}"), placeholder=t("choose_options"))
 alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked], since=filters.since,
               until=filters.until)
 alerts.sort(key=lambda a: a.person.handle != handle)  # the viewed person's alerts first, in the usual order
@@ -153,13 +165,13 @@ if not alerts:
     st.stop()
 st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_name,
                             t("status_col"): t(f"status_{a.status}"),
-                            t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else a.rule,
+                            t("rule_col"): risk_badge(a.severity, a.category) if a.kind == "risk" else said(a.rule),
                             t("message"): a.message.text if a.kind == "risk" and a.message and who.scope.texts
                             else "",
                             # A risk alert is one message, not a share of negatives: blank, not a false 0.
                             t("negative_share"): round(a.negative_share, 2) if a.kind == "sentiment" else None,
                             t("from"): a.window_start,
-                            t("to"): a.window_end, t("updated"): a.updated_at, t("by"): a.updated_by or "",
+                            t("to"): a.window_end, t("updated"): a.updated_at, t("by"): actor(a.updated_by),
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts",
              on_select=lambda: choose("alerts", [a.person.handle for a in alerts], [a.id for a in alerts]),
              selection_mode="single-row")
@@ -197,6 +209,8 @@ else:  # the others read the history of the alert whose row they chose in the ta
     alert_id = st.session_state.get("alert_id", alerts[0].id)
 selected = next((a for a in alerts if a.id == alert_id), alerts[0])
 with st.expander(t("history_of", id=selected.id)):
-    st.dataframe(pd.DataFrame([{t("at"): e.at, t("from"): t(f"status_{e.from_status}") if e.from_status else "",
-                                t("to"): t(f"status_{e.to_status}"), t("by"): e.by or "", t("note"): e.note or ""}
+    st.dataframe(pd.DataFrame([{t("at"): e.at,
+                                t("from_status"): t(f"status_{e.from_status}") if e.from_status else "",
+                                t("to_status"): t(f"status_{e.to_status}"), t("by"): actor(e.by),
+                                t("note"): said(e.note)}
                                for e in selected.events]), hide_index=True, key="alert_history")

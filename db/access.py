@@ -29,7 +29,8 @@ PAGES = {  # which dashboard pages each role may open
 }
 ACTIONS = {  # what each role may do beyond reading
     "admin": {"act_on_alerts", "correct_labels", "review_risk", "screen", "manage_users", "export_person",
-              "erase_person", "change_settings", "read_audit", "fit_head", "chat_as_anyone"},
+              "erase_person", "change_settings", "read_audit", "fit_head", "chat_as_anyone",
+              "see_model_files"},  # where the model's files are on the server (a path, a server's address)
     "counsellor": {"act_on_alerts", "correct_labels", "review_risk", "chat_as_anyone"},
     "teacher": {"correct_labels"},
     "moderator": {"screen", "correct_labels"},

@@ -30,6 +30,17 @@ from db.errors import StoreError
 from db.labels import RISKY, effective_label, is_negative
 from db.models import Alert, AlertEvent, Message, Person, utcnow
 from db.outbox import enqueue_alert
+from db.phrases import (
+    FIRES_AGAIN,
+    REVIEWED_NONE,
+    REVIEWED_NONE_NOTE,
+    REVIEWED_RISK,
+    REVIEWED_RISK_NOTE,
+    RISK_RAISED,
+    RISK_RULE,
+    UNSPECIFIED,
+    WITHDRAWN,
+)
 from db.rules import AlertRule, Finding
 
 STATUSES = ("open", "acknowledged", "resolved")
@@ -180,13 +191,13 @@ def refresh_alerts(session: Session, person_ids: Iterable[int], rule: AlertRule)
         finding, alert = findings.get(pid), active[pid]
         if finding is None:
             if alert is not None and alert.status == "open" and alert.updated_by in (None, RULE):
-                _move(alert, "resolved", by=RULE, note="withdrawn: the rule no longer fires on these messages")
+                _move(alert, "resolved", by=RULE, note=WITHDRAWN.say())
             continue
         if alert is None:
             latest = mine.get(pid, [])[-1] if mine.get(pid) else None
             if _reopenable(latest, now):
                 alert = latest  # the evidence came back at once: the same episode, not a new one
-                _move(alert, "open", by=RULE, note=f"the rule fires again: {finding.rule}")
+                _move(alert, "open", by=RULE, note=FIRES_AGAIN.say(rule=finding.rule))
             else:
                 alert = Alert(person_id=pid, kind="sentiment", status="open", updated_by=RULE)
                 session.add(alert)
@@ -219,11 +230,12 @@ def raise_risk_alerts(session: Session, messages: Sequence[Message]) -> list[Ale
 
 
 def _risk_note(message: Message) -> str:
-    return f"{message.effective_risk} ({message.effective_risk_category or 'unspecified'}), message {message.id}"
+    return RISK_RAISED.say(level=message.effective_risk, category=message.effective_risk_category or UNSPECIFIED,
+                           id=message.id)
 
 
 def _open_risk_alert(session: Session, message: Message, *, by: str, note: str) -> Alert:
-    alert = Alert(person_id=message.person_id, kind="risk", status="open", rule="risk message",
+    alert = Alert(person_id=message.person_id, kind="risk", status="open", rule=RISK_RULE.say(),
                   window_start=message.created_at, window_end=message.created_at, negatives=0, total=1,
                   negative_share=0.0, updated_by=by, severity=message.effective_risk,
                   category=message.effective_risk_category, message_id=message.id, last_message_id=message.id)
@@ -241,9 +253,12 @@ def follow_risk_review(session: Session, message: Message, *, by: str, note: str
     _lock_people(session, [message.person_id])
     alert = session.scalar(select(Alert).where(Alert.kind == "risk", Alert.message_id == message.id)
                            .order_by(Alert.id.desc()))
-    said = f"reviewed by {by}: " + (f"{message.effective_risk} ({message.effective_risk_category or 'unspecified'})"
-                                    if message.effective_risk in RISKY else "not a risk")
-    said += f" - {note.strip()}" if note.strip() else ""
+    if message.effective_risk in RISKY:
+        phrase = REVIEWED_RISK_NOTE if note.strip() else REVIEWED_RISK
+    else:
+        phrase = REVIEWED_NONE_NOTE if note.strip() else REVIEWED_NONE
+    said = phrase.say(by=by, level=message.effective_risk,
+                      category=message.effective_risk_category or UNSPECIFIED, note=note.strip())
     if message.effective_risk in RISKY:
         if alert is None:
             return _open_risk_alert(session, message, by=by, note=said)

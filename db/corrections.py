@@ -20,6 +20,7 @@ from db.access import EVERYTHING, Scope, messages_clause
 from db.alerts import follow_risk_review, refresh_alerts
 from db.errors import StoreError
 from db.models import Correction, LabelVersion, Message, Person, Rescore, RiskCorrection, utcnow
+from db.phrases import REVIEW_UNDONE
 from db.rules import AlertRule
 
 LABELS = ("positive", "negative")
@@ -172,7 +173,7 @@ def undo_risk_review(session: Session, review_id: int, *, by: str, scope: Scope 
     message.human_risk = standing.to_level if standing else None
     message.human_risk_category = standing.to_category if standing else None
     session.flush()
-    follow_risk_review(session, message, by=by.strip() or "unknown", note=f"review {review_id} undone")
+    follow_risk_review(session, message, by=by.strip() or "unknown", note=REVIEW_UNDONE.say(id=review_id))
     return review
 
 

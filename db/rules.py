@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from db.phrases import RULE_DAYS, RULE_LAST
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -21,9 +23,10 @@ class AlertRule:
     min_messages: int = 5
 
     def describe(self, which: str) -> str:
+        """The rule that fired, as the store keeps it (db.phrases: a page shows it in the reader's language)."""
         if which == "last":
-            return f"{self.last_k} of the last {self.last_n} messages negative"
-        return f"at least {self.share:.0%} of at least {self.min_messages} messages negative within {self.days} days"
+            return RULE_LAST.say(k=self.last_k, n=self.last_n)
+        return RULE_DAYS.say(share=f"{self.share:.0%}", m=self.min_messages, days=self.days)
 
 
 @dataclass(frozen=True)

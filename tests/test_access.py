@@ -307,3 +307,31 @@ def test_a_school_sign_in_finds_the_account_by_its_verified_address(db):
         add_user(session, "lee2", None, role="teacher", by="test", email="lee@school.example")
     with writing(db) as session, pytest.raises(StoreError, match="at least 10 characters"):
         add_user(session, "nopass", None, role="teacher", by="test")  # neither a password nor an address
+
+
+def test_the_model_line_names_the_model_itself_and_shows_its_folder_to_admins_only(school, tmp_path, monkeypatch):
+    """A folder whose config.json names Qwen2.5-Coder was shown as "Qwen/Qwen2.5-0.5B-Instruct" (its profile's
+    family), with its full path, to every role."""
+    import json
+
+    from aio_core.backends.tiny import build_tiny
+
+    folder = tmp_path / "models" / "coder-copy"
+    model, tokenizer = build_tiny()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "_name_or_path": "Qwen/Qwen2.5-Coder-0.5B-Instruct"}))
+    monkeypatch.setenv("AIO_MODEL", str(folder))
+    monkeypatch.setenv("AIO_DTYPE", "float32")
+
+    def model_line(username: str) -> str:
+        at = signed_in(username)
+        at.switch_page("app_pages/chat.py").run()
+        assert not at.exception
+        return next(c.value for c in at.caption if c.value.startswith("Model:")).replace("\\", "")
+
+    admin, counsellor = model_line("admin"), model_line("cara")
+    assert admin.startswith("Model: Qwen/Qwen2.5-Coder-0.5B-Instruct · folder, float32, CPU"), admin
+    assert str(folder) in admin
+    assert counsellor == "Model: Qwen/Qwen2.5-Coder-0.5B-Instruct · folder, float32, CPU"  # no path

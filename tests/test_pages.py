@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -94,9 +95,14 @@ def test_chat_stores_the_turn_and_shows_its_label(app_env):
     at.chat_input(key="chat_input").set_value("今天的实验终于成功了，太棒了！").run()
     assert not at.exception
     shown = values(at.markdown)
-    assert any(v.startswith(("😄 LLM 情感判断: 正面", "😞 LLM 情感判断: 负面")) for v in shown)
+    # The seed's line in the reader's language (it was Chinese to an English reader); exactly the seed's in Chinese.
+    assert any(v in ("😄 LLM sentiment: positive", "😞 LLM sentiment: negative") for v in shown), shown
+    assert not any("情感判断" in v for v in shown)
     assert any("positive" in c or "negative" in c for c in values(at.caption))
     assert any("meaningless" in w for w in values(at.warning))  # the tiny model says what it is
+    # Named as itself, not as the Qwen2 family its profile borrows; how it runs in words; no path to show.
+    assert any(re.fullmatch(r"Model: tiny-random · built in-process, b?float\d+, CPU", c.replace("\\", ""))
+               for c in values(at.caption)), values(at.caption)
     with reading(app_env) as session:
         (message,) = session.scalars(select(Message)).all()
         assert message.text == "今天的实验终于成功了，太棒了！" and message.person.handle == "amy"
@@ -335,15 +341,92 @@ def test_chinese_interface(app_env):
     assert [m.label for m in at.metric][0] == "已存消息"
 
 
-def test_chinese_mode_has_chinese_table_headers_on_overview_and_trends(app_env):
-    seed_person(app_env, "sad", "------")
+# Latin words a Chinese page may show: names of things (the model, file formats, the interface's own bilingual
+# language picker) and settings' names, never a word of a sentence.
+NOT_ENGLISH = {"Language", "English", "LLM", "CSV", "JSON", "Webhook", "UTC", "CPU", "MB", "float32", "bfloat16",
+               "GGUF", "README", "tiny-random", "localhost",
+               "Local", "user", "local"}  # "Local user (local)": the viewer's name
+
+
+def shown_texts(at: AppTest) -> list[str]:
+    """Everything a user reads on the page: texts, labels, options, placeholders, and every table's headers and
+    cells (charts aside: their axes are checked on their own)."""
+    from google.protobuf.json_format import MessageToDict
+
+    found: list[str] = []
+
+    def walk(node) -> None:
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+        proto = getattr(node, "proto", None)
+        if proto is None or node.type in ("arrow_vega_lite_chart", "vega_lite_chart"):
+            return
+        if node.type in ("arrow_data_frame", "dataframe"):
+            frame = node.value
+            found.extend(str(c) for c in frame.columns)
+            found.extend(str(v) for v in frame.values.ravel() if not pd.isna(v))  # a blank cell shows nothing
+            return
+        fields = MessageToDict(proto)
+        for key in ("body", "label", "placeholder", "options", "help", "text", "caption"):
+            value = fields.get(key)
+            found.extend(value if isinstance(value, list) else [value] if isinstance(value, str) else [])
+        if node.type == "multiselect" and not proto.placeholder:
+            found.append("Choose options")  # what Streamlit's own frontend writes in an empty placeholder
+    walk(at._tree)
+    return found
+
+
+def english_in(texts: list[str], also_allowed: set[str] = frozenset()) -> list[str]:
+    """The Latin words of sentences among `texts` (not names of things, not settings)."""
+    english = []
+    for text in texts:
+        text = re.sub(r"AIO_[A-Z_]+(=[\w-]+)?|\d{4}-\d\d-\d\d[ T][\d:.]+", "", text)
+        english += [w for w in re.findall(r"[A-Za-z][A-Za-z0-9._-]*[A-Za-z0-9]", text)
+                    if w not in NOT_ENGLISH | also_allowed]
+    return english
+
+
+def test_chinese_mode_shows_no_english_of_ours_on_any_page(app_env, monkeypatch):
+    """In 中文 mode, statuses, the rule that fired, the notes the product wrote in an alert's history ("urgent
+    (self-harm), message 7" by "rule"), risk "none", correction choices, the model line, audit actions and
+    Streamlit's "Choose options" were English. Every text of every page is read here; only names of things pass."""
+    from db.alerts import transition_alert
+
+    monkeypatch.setenv("AIO_UI_LANG", "zh")  # each page opened in Chinese (the picker's own test is above)
+    start = datetime(2026, 4, 1, 9)
+    with writing(app_env) as session:
+        add_messages(session, [NewMessage(f"今天很难过 {i}", "chat", person="小红", display_name="小红",
+                                          label="negative", confidence=0.9, p_negative=0.9, uncertain=False,
+                                          created_at=start + timedelta(days=i)) for i in range(6)]
+                     + [NewMessage("我不想活了", "chat", person="小明", label="negative", confidence=0.9,
+                                   p_negative=0.9, uncertain=False, risk="urgent", risk_category="self-harm",
+                                   created_at=start)], rule=AlertRule())
+    with writing(app_env) as session:  # a person's step in the risk alert's history, beside the rule's
+        transition_alert(session, 1, "acknowledged", by="王老师", note="已联系家长")
     at = open_page("overview")
-    at.selectbox(key="lang_picker").set_value("zh").run()
+    assert english_in(shown_texts(at)) == []
+    # Each page in an AppTest of its own: after its first run AppTest cannot run again a page whose radio shows
+    # translated options (it looks the untranslated value up among the translated labels), as Trends' has.
+    at = open_page("trends")
+    texts = shown_texts(at)
+    assert any("紧急（自伤/自杀），消息" in x for x in texts), texts  # the rule's note, read back in Chinese
+    assert any("最近 5 条消息中 4 条负面" in x for x in texts), texts  # the rule that fired
+    assert english_in(texts) == []
     headers = [c for d in at.dataframe for c in d.value.columns]
-    assert headers and not [h for h in headers if any("a" <= ch.lower() <= "z" for ch in h)], headers
-    at.switch_page("app_pages/trends.py").run()
-    headers = [c for d in at.dataframe for c in d.value.columns]
-    assert headers and not [h for h in headers if any("a" <= ch.lower() <= "z" for ch in h)], headers
+    assert "原状态" in headers and "新状态" in headers
+    at = open_page("chat")
+    at.selectbox(key="person").set_value("小红").run()
+    texts = shown_texts(at)
+    assert "😞 LLM 情感判断: 负面" in texts  # the seed's own line, exactly
+    assert english_in(texts) == []
+    assert english_in(shown_texts(open_page("screen"))) == []
+    at = open_page("admin")
+    audit = frame(at, "操作", "说明")
+    assert "查看了某人的页面" in set(audit["说明"])  # view.person, described
+    # The action's own name stays beside its description (the CLI filters on it), and the log's other columns are
+    # what was recorded: who, on what, and the detail.
+    recorded = {str(v) for column in ("操作", "操作人", "对象", "详情") for v in audit[column]}
+    assert english_in(shown_texts(at), recorded) == []
     # The Screen results table is not checked here: AppTest cannot run a page whose radio shows translated options
     # (it looks the untranslated value up among the translated labels), which the correction form under it has.
 
@@ -579,4 +662,5 @@ def test_the_rule_is_spelled_out_and_a_one_day_person_still_gets_dated_axes(app_
     assert all(len(n.label) > 5 for n in at.number_input), [n.label for n in at.number_input]  # no bare N, K, D, M
     assert any(c.startswith("Alert when at least 4 of the last 5 messages are negative") for c in values(at.caption))
     spec = next(e.proto.spec for e in at.get("vega_lite_chart") if "rolling" in e.proto.spec)
-    assert '"format": "%Y-%m-%d"' in spec  # dates on the axis even within one day
+    # Dates as numbers, with the hours within two days: "%Y-%m-%d" labelled every tick with the same date.
+    assert '"format": "%m-%d %H:%M"' in spec and '"format": "%Y-%m-%d"' not in spec

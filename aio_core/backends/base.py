@@ -85,6 +85,7 @@ class Backend(Protocol):
     anything learned on top of them (a label head) is never applied to other weights."""
 
     name: str
+    title: str  # the model's own name, for people (a hub id, a folder's recorded id or name, a served model's name)
     source: str  # tiny-random | random-qwen1.5-0.5b | folder | gguf | hub | openai
     profile: ModelProfile
     tokenizer: Tokenizer

@@ -89,6 +89,7 @@ class InProcessBackend:
         self.model = loaded.model
         self.tokenizer: Tokenizer = loaded.tokenizer
         self.name, self.source, self.is_random = loaded.name, loaded.source, loaded.is_random
+        self.title = loaded.title
         self.profile: ModelProfile = loaded.profile
         self.fingerprint = loaded.fingerprint
         self.device = loaded.device

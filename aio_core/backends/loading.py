@@ -43,6 +43,7 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: Tokenizer
     name: str  # the AIO_MODEL value, as the user wrote it
+    title: str  # the model's own name, for people (never a path: see `model_title`)
     source: str  # tiny-random | random-qwen1.5-0.5b | folder | gguf | hub
     profile: ModelProfile
     dtype: torch.dtype
@@ -119,6 +120,20 @@ def _recorded_name(folder: Path) -> str | None:
     return config.get("_model_name_or_path") or config.get("_name_or_path")
 
 
+def model_title(source: str, name: str, path: Path | None) -> str:
+    """The model's own name, for people: a hub id as given; a folder's recorded hub id (its config.json's
+    `_name_or_path`, when that is an id and not a path on some machine), else the folder's name; a GGUF file's name.
+    Not the profile's hub id: a profile is only the nearest known family (a Coder or fine-tuned model shares its
+    base's), and not the path, which says where the files are (for admins) rather than what the model is."""
+    if source == "folder" and path is not None:
+        recorded = (_recorded_name(path) or "").strip()
+        is_id = recorded.count("/") == 1 and not recorded.startswith((".", "/", "~")) and ":" not in recorded
+        return recorded if is_id and not Path(recorded).expanduser().exists() else path.name
+    if source == "gguf" and path is not None:
+        return path.name
+    return name
+
+
 def _from_pretrained(where: str, **kwargs: object) -> tuple[torch.nn.Module, Tokenizer]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -171,7 +186,8 @@ def load_model(settings: Settings) -> LoadedModel:
         raise ModelLoadError(f"AIO_MODEL={name} has no chat template, so it is not a chat model. {FIX}")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, profile=profile, dtype=dtype,
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, title=model_title(source, name, path),
+                         source=source, profile=profile, dtype=dtype,
                          device=device, is_random=source in (TINY, RANDOM_SHAPE),
                          load_seconds=time.perf_counter() - started,
                          fingerprint=fingerprint(source, _hub_folder(name) if source == "hub" else path,

@@ -163,6 +163,7 @@ class ServerBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.is_random = self.served_model == "tiny-random" or settings.tokenizer == "tiny-random"
         self.profile: ModelProfile = find_profile(self.served_model, str(entry.get("root") or ""))
+        self.title = self.served_model
         self.max_logprobs = settings.server_logprobs
         self.max_scored_tokens = self.max_logprobs
         # The server says nothing about its weights' bytes; the served name and root stand for them, so a learned
