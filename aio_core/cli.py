@@ -629,9 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "with --labels, count people's rubric verdicts per method")
     p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn; with '
                                 '--labels, a file of --out results with a "rubric" verdict each')
-    p.add_argument("--method", choices=("guarded", "library", "free"), default="guarded",
-                   help="how replies are made (AIO_REPLY): library opening + guarded sentence, library only, or "
-                        "free generation")
+    p.add_argument("--method", choices=("library", "guarded", "free"), default=None,
+                   help="how replies are made (default AIO_REPLY): reviewed library, library opening + guarded model "
+                        "sentence, or free generation")
     p.add_argument("--labels", nargs="*", default=None, metavar="FILE",
                    help="more labelled result files; prints harmful and acceptable-or-good rates per method")
     p.add_argument("--keep-states", action="store_true", default=False,

@@ -1,22 +1,24 @@
-"""A reply a school counsellor would sign: reviewed words first, and a model sentence only when it passes the guard.
+"""A reply a school counsellor would sign: reviewed words chosen by the model's own reading of the message, and a
+model-written sentence only where it passes a guard.
 
-A 0.5B model improvising freely blamed, insulted and cheered at students who were down (issue 23), so by default
-(`AIO_REPLY=guarded`) a reply is put together like this:
+A 0.5B model improvising freely blamed, insulted and cheered at students who were down (issue 23). So a reply is put
+together from the reviewed library (`aio_core/data/reply_library.json`, `library.py`):
 
-1. the **opening** is one of the reviewed library's openings for the message's situation (`situation.py`: the
-   model's own reading of what the message is about, "unsure" when it cannot tell), streamed at once;
-2. the model writes `CANDIDATES` continuations of one sentence after that opening, in one batched pass (the prompt
-   is read once), and the **guard** reads each: the checks a person makes at a glance (`guard.check_reply`), the
-   label head's reading of the sentence (a glad sentence to a student who is down is refused), and the reply judge
-   (`judge.py`) where one is fitted for these weights. The best sentence that passes is added (kind "guarded");
-3. when every candidate is refused, the library's **follow-up** question for the situation is added instead (kind
-   "library");
-4. a message at concern level gets the library's gentle line pointing to a trusted adult; an urgent one never gets
-   here (the reviewed safe message, `reply.safe_reply`).
+1. the **opening** is one of the library's openings for the message's situation (`situation.py`: the model's own
+   reading of what the message is about, from the same pass as sentiment and risk; "unsure" when it cannot tell,
+   then the general entry of the message's tone), streamed at once;
+2. `AIO_REPLY=library` (the default) adds the situation's **follow-up** from the library. `AIO_REPLY=guarded` first
+   lets the model write `CANDIDATES` one-sentence continuations in one batched pass (the prompt read once) and runs
+   the **guard** on each: the checks a person makes at a glance (`guard.check_reply`), the label head's reading of the
+   sentence (a glad sentence to a student who is down is refused), and the reply judge (`judge.py`) where one is
+   fitted. The best sentence that passes replaces the follow-up (kind "guarded"); when all are refused the follow-up
+   is used (kind "library"). Guarded is not the default because, read by counsellors on 160 dev conversations, 15% of
+   the model's sentences were harmful and no judge on its hidden states told them from good ones (README, Replies);
+3. a message at concern level that reads negative gets the library's gentle line pointing to a trusted adult; an
+   urgent one never gets here (the reviewed safe message, `reply.safe_reply`).
 
-`AIO_REPLY=library` skips step 2; `AIO_REPLY=free` is the old free generation, unguarded ("generated"), kept to
-measure against. Where a reply came from is stored with it (`Message.reply_kind`) and shown to staff, never to the
-student.
+`AIO_REPLY=free` is the old free generation, unguarded ("generated"), kept to measure against. Where a reply came
+from is stored with it (`Message.reply_kind`) and shown to staff, never to the student.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ def compose(history: Sequence[Message], *, engine: Engine, sentiment: Sentiment 
 def _pieces(composed: Composed, history: Sequence[Message], *, engine: Engine, sentiment: Sentiment | None,
             risk: Risk | None, library: Library, lang: str, key: str, options: ReplyOptions,
             readout: Readout | None) -> Iterator[str]:
-    situation = composed.situation
+    situation = library.entry_for(composed.situation, sentiment.p_negative if sentiment else None)
     space = "" if lang == "zh" else " "
     opening = composed.opening = library.opening(situation, lang, key)
     yield opening
@@ -173,7 +175,7 @@ def _pieces(composed: Composed, history: Sequence[Message], *, engine: Engine, s
         composed.kind = "library"
         sentence = library.follow_up(situation, lang, key)
     yield space + sentence
-    if risk is not None and risk.level == "concern":
+    if risk is not None and risk.level == "concern" and (sentiment is None or sentiment.p_negative >= 0.5):
         yield space + library.concern_line(lang, key)
 
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from aio_core.errors import UserError
-from aio_core.situation import SITUATIONS, UNSURE
+from aio_core.situation import SITUATIONS, SURELY, UNSURE, UNSURE_NEGATIVE, UNSURE_POSITIVE
 
 BUILT_IN = Path(__file__).resolve().parent / "data" / "reply_library.json"
 
@@ -30,6 +30,16 @@ class Library:
     def _pick(self, options: list[str], key: str) -> str:
         """One of `options`, the same for the same key (a message's text), so a reply can be reproduced."""
         return options[random.Random(key).randrange(len(options))]
+
+    @staticmethod
+    def entry_for(situation: str, p_negative: float | None) -> str:
+        """The library entry a reply uses: the situation's, or for "unsure" the general entry of the message's tone
+        when the sentiment is sure of it (a flat reply to good news read as not sensible)."""
+        if situation != UNSURE or p_negative is None:
+            return situation
+        if p_negative <= 1 - SURELY:
+            return UNSURE_POSITIVE
+        return UNSURE_NEGATIVE if p_negative >= SURELY else UNSURE
 
     def opening(self, situation: str, lang: str, key: str) -> str:
         return self._pick(self.situations[situation if situation in self.situations else UNSURE][lang]["openings"],
@@ -51,7 +61,7 @@ def load_library(path: str = "") -> Library:
     try:
         raw = json.loads(where.read_text(encoding="utf-8"))
         situations = raw["situations"]
-        for name in (*SITUATIONS, UNSURE):
+        for name in (*SITUATIONS, UNSURE, UNSURE_POSITIVE, UNSURE_NEGATIVE):
             for lang in ("en", "zh"):
                 entry = situations[name][lang]
                 if not entry["openings"] or not entry["follow_ups"] or not all(

@@ -50,7 +50,8 @@ class Settings:
     risk_phrases: str = ""  # a JSON phrase list in the shape of aio_core/data/risk_phrases.json; "" = built in
     helpline: str = ""  # help-line sentence in the chat's safe message; "" = the built-in generic one
     safe_messages: str = ""  # a JSON file in the shape of aio_core/data/safe_messages.json; "" = built in
-    reply: str = "guarded"  # guarded = library opening + one guarded model sentence | library | free (unguarded)
+    reply: str = "library"  # library = reviewed words chosen by the model's reading | guarded (+ one model sentence
+    # that passed the guard) | free (unguarded generation, to measure against); see README, Replies
     reply_library: str = ""  # a JSON reply library in the shape of aio_core/data/reply_library.json; "" = built in
     uncertain_below: float = 0.70  # confidence under this marks a label "uncertain" (see README, Accuracy)
     max_input_tokens: int = 256  # token budget of one text for the classifier; the full text is still stored
@@ -77,7 +78,7 @@ class Settings:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
                    "ui_lang": ("en", "zh"), "head": ("auto", "off"),
                    "risk": ("auto", "phrases", "off"), "auth": ("local", "off"),
-                   "reply": ("guarded", "library", "free")}
+                   "reply": ("library", "guarded", "free")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(

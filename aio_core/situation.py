@@ -26,6 +26,7 @@ from aio_core.probes import Probe, fit_linear, load_probes, save_probes
 SITUATIONS = ("bad_mark", "exam_stress", "lonely", "home_conflict", "angry_at_someone", "sad_loss", "worried", "tired",
               "proud", "good_news", "bored", "question", "small_talk")
 UNSURE = "unsure"
+UNSURE_POSITIVE, UNSURE_NEGATIVE = "unsure_positive", "unsure_negative"  # unsure of the topic, sure of the tone
 POSITIVE = frozenset({"proud", "good_news"})  # never read for a message that is surely negative
 NEGATIVE = frozenset({"bad_mark", "exam_stress", "lonely", "home_conflict", "angry_at_someone", "sad_loss", "worried",
                       "tired"})  # never read for a message that is surely positive
@@ -64,11 +65,14 @@ class SituationHead:
 
 def decide(probabilities: np.ndarray, p_negative: float, sure_at: float) -> str:
     """The situation a reply may assume: the most probable one if it is sure enough and its tone does not contradict
-    a sure sentiment, else "unsure"."""
+    the sentiment, else "unsure". A glad situation needs a message that reads positive at all (a "proud" opening to
+    a humiliation hurt a student in the dev set); a message that surely reads negative gets only a hard situation
+    ("bored" for friends who stopped talking to her dismissed it); a surely positive one never gets a hard one."""
     best = SITUATIONS[int(np.argmax(probabilities))]
     if float(np.max(probabilities)) < sure_at:
         return UNSURE
-    if (best in POSITIVE and p_negative >= SURELY) or (best in NEGATIVE and p_negative <= 1 - SURELY):
+    if (best in POSITIVE and p_negative >= 0.5) or (best not in NEGATIVE and p_negative >= SURELY) or (
+            best in NEGATIVE and p_negative <= 1 - SURELY):
         return UNSURE
     return best
 

@@ -33,13 +33,17 @@ def candidates_of(engine, *sentences: str) -> list[Candidate]:
             for s in sentences]
 
 
+def guarded(engine):
+    return dataclasses.replace(engine, settings=engine.settings.replace(reply="guarded"))
+
+
 def test_every_candidate_refused_falls_back_to_the_library_and_nothing_refused_is_stored(engine, db, rule):
     # The random model's sentences run to the token limit in no language: the guard refuses every one.
-    turn = start_turn(DOWN, person="bo", engine=engine, db=db, rule=rule, options=ReplyOptions(seed=3))
+    turn = start_turn(DOWN, person="bo", engine=guarded(engine), db=db, rule=rule, options=ReplyOptions(seed=3))
     shown = "".join(turn.reply)
     library = load_library()
-    opening = library.opening(UNSURE, "en", DOWN)
-    assert shown == f"{opening} {library.follow_up(UNSURE, 'en', DOWN)}"
+    entry = library.entry_for(UNSURE, turn.sentiment.p_negative)
+    assert shown == f"{library.opening(entry, 'en', DOWN)} {library.follow_up(entry, 'en', DOWN)}"
     assert turn.reply_kind == "library"
     verdicts = turn.composed.verdicts
     assert len(verdicts) == 3 and all(v.failed for v in verdicts)
@@ -92,13 +96,43 @@ def test_a_passing_candidate_is_shown_after_the_opening_and_a_refused_one_never(
     # The tiny model's label for the sentence is noise; read as neither glad nor gloomy, so only the words decide.
     monkeypatch.setattr("aio_core.compose.classify", lambda texts, engine: [
         dataclasses.replace(classify([t], engine=engine)[0], p_negative=0.5) for t in texts])
-    turn = start_turn(DOWN, person="cy", engine=engine, db=db, rule=rule)
+    turn = start_turn(DOWN, person="cy", engine=guarded(engine), db=db, rule=rule)
     shown = "".join(turn.reply)
     assert turn.reply_kind == "guarded" and shown.endswith(" " + kind) and blame not in shown
     with reading(db) as session:
         assert session.scalars(select(Message.reply).where(Message.id == turn.message_id)).one() == shown
     # The next turn continues from what the student saw.
     assert history(db, "cy")[-1] == {"role": "assistant", "content": shown}
+
+
+def test_by_default_the_model_chooses_and_the_library_speaks(engine, db, rule, monkeypatch):
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the default reply samples no model sentence")
+
+    monkeypatch.setattr(engine.backend, "candidates", no_sampling)
+    turn = start_turn("I got a C on my essay even though I worked really hard on it.", person="di", engine=engine,
+                      db=db, rule=rule)
+    shown = "".join(turn.reply)
+    assert turn.reply_kind == "library" and turn.composed.verdicts == []
+    library, key = load_library(), "I got a C on my essay even though I worked really hard on it."
+    entry = library.entry_for(UNSURE, turn.sentiment.p_negative)
+    assert shown == f"{library.opening(entry, 'en', key)} {library.follow_up(entry, 'en', key)}"
+
+
+def test_the_tone_decides_which_general_words_an_unsure_reading_gets():
+    import numpy as np
+
+    from aio_core.situation import SITUATIONS, decide
+
+    library = load_library()
+    assert library.entry_for(UNSURE, 0.05) == "unsure_positive"
+    assert library.entry_for(UNSURE, 0.95) == "unsure_negative"
+    assert library.entry_for(UNSURE, 0.5) == UNSURE and library.entry_for("lonely", 0.05) == "lonely"
+    sure = {name: np.eye(len(SITUATIONS))[SITUATIONS.index(name)] for name in ("proud", "bored", "bad_mark")}
+    assert decide(sure["proud"], 0.6, 0.5) == UNSURE  # no glad opening for a message that reads negative
+    assert decide(sure["bored"], 0.9, 0.5) == UNSURE  # a surely negative message gets only a hard situation
+    assert decide(sure["bad_mark"], 0.05, 0.5) == UNSURE
+    assert decide(sure["proud"], 0.2, 0.5) == "proud" and decide(sure["bad_mark"], 0.9, 0.5) == "bad_mark"
 
 
 def test_free_generation_is_still_there_to_measure_against(engine, db, rule):

@@ -1,4 +1,4 @@
-"""Reply quality, measured: `python -m aio_core eval-replies FILE [--method guarded|library|free]`.
+"""Reply quality, measured: `python -m aio_core eval-replies FILE [--method library|guarded|free]`.
 
 FILE is JSON Lines, one conversation a line: `{"lang": "zh"|"en", "messages": [{"role", "content"}, ...]}` ending
 with a user turn (other keys, such as "kind" or "source", are kept in the results). For each, the assistant's next
@@ -77,13 +77,14 @@ def check_reply(reply: str, conversation: Conversation, system: str, *, hit_limi
                        reply_p_negative=reply_p_negative)
 
 
-def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, method: str = "guarded",
+def evaluate_replies(conversations: Sequence[Conversation], *, engine: Engine, method: str | None = None,
                      options: ReplyOptions | None = None, progress: Callable[[int], None] | None = None,
                      keep_states: bool = False) -> tuple[dict, list[dict]]:
     """(the summary `--json` prints, one result per conversation with its reply, kind, checks and candidates).
     `keep_states`: each candidate also keeps the mean hidden state over its tokens at half the depth (a list), what
     a reply judge is fitted on."""
     options = options or ReplyOptions(seed=SEED)
+    method = method or engine.settings.reply
     readout = Readout(kind="mean", layer=max(1, engine.backend.layers // 2)) if keep_states else None
     results = []
     for done, conversation in enumerate(conversations, 1):
