@@ -223,3 +223,18 @@ def test_candidates_sampled_at_once_match_one_by_one_generation_when_greedy(engi
     batch = engine.backend.candidates(ids, greedy, 3, readout=Readout(kind="mean", layer=1))
     assert [c.ids for c in batch] == [alone] * 3
     assert all(c.hidden is not None and c.hidden.shape == batch[0].hidden.shape for c in batch)
+
+
+def test_every_library_string_passes_the_guards_words_for_its_tone():
+    """The reviewed words themselves: nothing that blames or refuses anywhere, nothing glad where a student may be
+    down (the hard situations, the general entries and the concern lines)."""
+    from aio_core.guard import _BLAME, _CHEER, _REFUSAL
+    from aio_core.situation import NEGATIVE
+
+    library = load_library()
+    may_be_down = {*NEGATIVE, UNSURE, "unsure_negative", "bored", "question", "small_talk"}
+    wrong = [(name, text) for name, langs in library.situations.items() for entry in langs.values()
+             for text in entry["openings"] + entry["follow_ups"]
+             if _BLAME.search(text) or _REFUSAL.search(text) or (name in may_be_down and _CHEER.search(text))]
+    wrong += [("concern", text) for lines in library.concern.values() for text in lines if _CHEER.search(text)]
+    assert wrong == []
