@@ -227,12 +227,14 @@ def test_candidates_sampled_at_once_match_one_by_one_generation_when_greedy(engi
 
 def test_every_library_string_passes_the_guards_words_for_its_tone():
     """The reviewed words themselves: nothing that blames or refuses anywhere, nothing glad where a student may be
-    down (the hard situations, the general entries and the concern lines)."""
+    down (the hard situations, every general entry and the concern lines): glad words need the situation head and the
+    sentiment to agree."""
     from aio_core.guard import _BLAME, _CHEER, _REFUSAL
     from aio_core.situation import NEGATIVE
 
     library = load_library()
-    may_be_down = {*NEGATIVE, UNSURE, "unsure_negative", "bored", "question", "small_talk"}
+    # unsure_positive too: chosen by the sentiment alone, which misread "sat by myself at lunch again. its fine"
+    may_be_down = {*NEGATIVE, UNSURE, "unsure_negative", "unsure_positive", "bored", "question", "small_talk"}
     wrong = [(name, text) for name, langs in library.situations.items() for entry in langs.values()
              for text in entry["openings"] + entry["follow_ups"]
              if _BLAME.search(text) or _REFUSAL.search(text) or (name in may_be_down and _CHEER.search(text))]

@@ -100,7 +100,7 @@ def chat_turns(engine, messages: list[str]) -> dict:
     from aio_core.reply import ReplyOptions
 
     found: dict[str, float] = {}
-    for method in ("guarded", "free"):
+    for method in ("library", "guarded", "free"):
         first, whole = [], []
         for run, text in enumerate(messages):
             tick = time.perf_counter()
@@ -162,8 +162,10 @@ def format_bench(r: dict) -> str:
         f"label, bulk (batch {r['bulk_batch_size']:>2})            {r['bulk_items_per_s']:8.1f} texts/s"
         f"   {r['bulk_speedup_vs_seed']:.1f}x the seed",
         f"reply   first token {r['first_token_ms']:6.0f} ms   decode {r['decode_tokens_per_s']:.1f} tokens/s",
-        f"chat turn, guarded (default): first words {r['turn_guarded_first_words_ms']:6.0f} ms   whole reply "
-        f"{r['turn_guarded_whole_ms']:6.0f} ms   (median of {r['turn_messages']} messages)",
+        f"chat turn, library (default): first words {r['turn_library_first_words_ms']:6.0f} ms   whole reply "
+        f"{r['turn_library_whole_ms']:6.0f} ms   (median of {r['turn_messages']} messages)",
+        f"chat turn, guarded:           first words {r['turn_guarded_first_words_ms']:6.0f} ms   whole reply "
+        f"{r['turn_guarded_whole_ms']:6.0f} ms",
         f"chat turn, free generation:   first words {r['turn_free_first_words_ms']:6.0f} ms   whole reply "
         f"{r['turn_free_whole_ms']:6.0f} ms",
         f"load {r['load_s']:.1f} s (+{r['prepare_s']:.1f} s prompt preparation)   peak RSS {r['peak_rss_mb']:.0f} MB",
