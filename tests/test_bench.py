@@ -18,8 +18,8 @@ from aio_core.measure.bench_texts import BENCH_TEXTS, QWEN_TOKENS
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"classify_ms_p50", "classify_ms_p90", "bulk_items_per_s", "seed_ms_per_item", "classify_speedup_vs_seed",
         "bulk_speedup_vs_seed", "first_token_ms", "decode_tokens_per_s", "load_s", "peak_rss_mb", "dtype",
-        "threads", "model", "turn_library_first_words_ms", "turn_library_whole_ms", "turn_guarded_first_words_ms", "turn_guarded_whole_ms", "turn_free_first_words_ms",
-        "turn_free_whole_ms"}
+        "threads", "model", "turn_library_first_words_ms", "turn_library_whole_ms", "turn_guarded_first_words_ms",
+        "turn_guarded_whole_ms", "turn_free_first_words_ms", "turn_free_whole_ms"}
 
 
 def test_bench_texts_are_realistic_comments_in_both_languages():
