@@ -14,8 +14,9 @@ together from the reviewed library (`aio_core/data/reply_library.json`, `library
    fitted. The best sentence that passes replaces the follow-up (kind "guarded"); when all are refused the follow-up
    is used (kind "library"). Guarded is not the default because, read by counsellors on 160 dev conversations, 15% of
    the model's sentences were harmful and no judge on its hidden states told them from good ones (README, Replies);
-3. a message at concern level that reads negative gets the library's gentle line pointing to a trusted adult; an
-   urgent one never gets here (the reviewed safe message, `reply.safe_reply`).
+3. a message at concern level gets the library's gentle line pointing to a trusted adult; an urgent one never gets
+   here (the reviewed safe message, `reply.safe_reply`). A later turn of a conversation gets the general words of its
+   tone, not a situation's opening (a follow-up read alone was taken for another situation).
 
 `AIO_REPLY=free` is the old free generation, unguarded ("generated"), kept to measure against. Where a reply came
 from is stored with it (`Message.reply_kind`) and shown to staff, never to the student.
@@ -158,7 +159,12 @@ def compose(history: Sequence[Message], *, engine: Engine, sentiment: Sentiment 
 def _pieces(composed: Composed, history: Sequence[Message], *, engine: Engine, sentiment: Sentiment | None,
             risk: Risk | None, library: Library, lang: str, key: str, options: ReplyOptions,
             readout: Readout | None) -> Iterator[str]:
-    situation = library.entry_for(composed.situation, sentiment.p_negative if sentiment else None)
+    # A situation's opening greets a new disclosure; a later turn of the same talk ("mum says we can get another one
+    # someday") read alone was taken for another situation (a fight at home for a dead dog), so it gets the
+    # general words of its tone.
+    later_turn = any(m["role"] == "assistant" for m in history)
+    situation = library.entry_for(UNSURE if later_turn else composed.situation,
+                                  sentiment.p_negative if sentiment else None)
     space = "" if lang == "zh" else " "
     opening = composed.opening = library.opening(situation, lang, key)
     yield opening
@@ -175,7 +181,7 @@ def _pieces(composed: Composed, history: Sequence[Message], *, engine: Engine, s
         composed.kind = "library"
         sentence = library.follow_up(situation, lang, key)
     yield space + sentence
-    if risk is not None and risk.level == "concern" and (sentiment is None or sentiment.p_negative >= 0.5):
+    if risk is not None and risk.level == "concern":  # over-cautious beats ignoring "算了 就这样吧"
         yield space + library.concern_line(lang, key)
 
 

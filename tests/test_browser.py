@@ -178,7 +178,7 @@ def test_chat_history_replies_and_new_messages_stay_inert(app, browser):
     dialogs: list[str] = []
     page = _open(browser, base, "chat", dialogs)
     page.get_by_test_id("stSelectbox").filter(has_text="Who is chatting?").click()
-    page.get_by_role("option", name="(mallory)").click()  # nobody is preselected
+    page.get_by_role("option").filter(has_text="Mallory").click()  # nobody is preselected; named by display name
     page.get_by_text("reply with <script>alert(2)</script>").first.wait_for(timeout=60_000)
     _settle(page)
     body = page.inner_text("body")

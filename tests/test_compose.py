@@ -240,3 +240,16 @@ def test_every_library_string_passes_the_guards_words_for_its_tone():
              if _BLAME.search(text) or _REFUSAL.search(text) or (name in may_be_down and _CHEER.search(text))]
     wrong += [("concern", text) for lines in library.concern.values() for text in lines if _CHEER.search(text)]
     assert wrong == []
+
+
+def test_a_later_turn_gets_the_general_words_not_another_situations_opening(engine):
+    library = load_library()
+    said = "mum says we can get another one someday but i dont want another one"
+    first = compose([{"role": "user", "content": said}], engine=engine, sentiment=None, situation="home_conflict",
+                    method="library").text()
+    later = compose([{"role": "user", "content": "my dog died on sunday"},
+                     {"role": "assistant", "content": "I'm so sorry. Losing a pet really hurts."},
+                     {"role": "user", "content": said}], engine=engine, sentiment=None, situation="home_conflict",
+                    method="library").text()
+    assert first.startswith(library.opening("home_conflict", "en", said))
+    assert later == f"{library.opening(UNSURE, 'en', said)} {library.follow_up(UNSURE, 'en', said)}"
