@@ -263,11 +263,12 @@ def test_a_page_opened_first_after_the_server_starts_has_the_apps_navigation(tmp
 
 
 def _progress_line(page) -> tuple[int, str]:
-    """The running job's progress line on the Screen page, and the rows it says are done."""
+    """The running job's progress line on the Screen page, and the row it says labelling has reached (the stored
+    count beside it moves per chunk)."""
     line = page.get_by_text(re.compile(r"rows/s")).first
     line.wait_for(timeout=90_000)
     text = line.inner_text()
-    return int(re.search(r"([\d,]+) of [\d,]+ rows", text).group(1).replace(",", "")), text
+    return int(re.search(r"labelled up to row ([\d,]+)", text).group(1).replace(",", "")), text
 
 
 def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_restart(tmp_path, browser):
@@ -307,7 +308,7 @@ def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_r
         after_restart = _progress_line(page)[0]
         assert after_restart < rows
         page.get_by_role("button", name="Cancel").click()
-        page.get_by_text(re.compile("was cancelled after")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile("was cancelled with")).wait_for(timeout=60_000)
         _settle(page)
         page.screenshot(path=str(SHOTS / "screen-job-cancelled.png"), full_page=True)
         page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
