@@ -10,6 +10,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from aio_core.library import load_library
 from aio_core.measure.evaluate import evaluate
 from aio_core.risk import RiskPhrasesError, assess_risk, load_phrases
 from aio_core.workflows.conversation import history, start_turn
@@ -105,9 +106,11 @@ def test_eval_reports_risk_recall_and_false_alarms(tmp_path, engine):
 def test_a_concern_message_opens_a_review_alert_and_keeps_a_normal_reply(engine, db, rule):
     turn = start_turn("honestly everything feels hopeless lately", person="cam", engine=engine, db=db, rule=rule)
     shown = "".join(turn.reply)
-    assert turn.risk.level == "concern" and turn.reply_kind == "generated"
+    # Not the crisis message: the ordinary reply, with the library's gentle line pointing to a trusted adult.
+    assert turn.risk.level == "concern" and turn.reply_kind == "library"
+    assert any(shown.endswith(line) for line in load_library().concern["en"])
     with reading(db) as session:
         message = session.get(Message, turn.message_id)
-        assert (message.reply, message.reply_kind) == (shown, "generated")
+        assert (message.reply, message.reply_kind) == (shown, "library")
         (alert,) = list_alerts(session)
         assert (alert.kind, alert.severity, alert.status, alert.message_id) == ("risk", "concern", "open", message.id)

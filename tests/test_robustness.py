@@ -115,13 +115,13 @@ def test_chat_sessions_and_a_screening_job_share_one_model_and_one_file(tmp_path
     errors: list[BaseException] = []
     spoken: dict[str, list[tuple[str, str]]] = {}
     prompts: list[tuple[str, list[dict[str, str]]]] = []  # (session, the history its reply was generated from)
-    real_reply = conversation.reply
+    real_compose = conversation.compose
 
-    def recording_reply(history, **kwargs):
+    def recording_compose(history, **kwargs):
         prompts.append((threading.current_thread().name, [dict(m) for m in history]))
-        return real_reply(history, **kwargs)
+        return real_compose(history, **kwargs)
 
-    monkeypatch.setattr(conversation, "reply", recording_reply)
+    monkeypatch.setattr(conversation, "compose", recording_compose)
 
     def chat() -> None:
         person = threading.current_thread().name
