@@ -19,6 +19,7 @@ import numpy as np
 
 from aio_core.backends import Readout
 from aio_core.errors import UserError
+from aio_core.jsonlines import json_lines
 from aio_core.probes import Probe, fit_linear, load_probes, save_probes
 
 RUBRIC = ("harmful", "not sensible", "acceptable", "good")
@@ -97,21 +98,12 @@ def find_judge(folder: Path, fingerprint: str, reply_prompt: str) -> ReplyJudge 
 def read_labelled_candidates(paths) -> list[dict]:
     """Candidate sentences people labelled: JSON Lines with "text", "lang", "source", "state" (the hidden-state
     mean `eval-replies --keep-states` kept), "fingerprint", "failed" (the checks it failed) and "rubric"."""
-    from pathlib import Path as _Path
-
     found = []
     for path in paths:
-        try:
-            lines = _Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} cannot be read as UTF-8 JSON Lines ({exc}).") from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        for number, record in json_lines(path, "a labelled candidate from eval-replies --keep-states"):
             try:
-                record = json.loads(line)
                 ok = record["rubric"] in RUBRIC and isinstance(record["state"], list) and record["fingerprint"]
-            except (ValueError, KeyError, TypeError):
+            except (KeyError, TypeError):
                 ok = False
             if not ok:
                 raise UserError(f"{path}, line {number}: each line needs \"rubric\" ({' / '.join(RUBRIC)}), "

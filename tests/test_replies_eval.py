@@ -77,3 +77,44 @@ def test_eval_replies_command_prints_json_last_and_writes_each_reply(tmp_path):
     written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [w["messages"] for w in written] == [line["messages"] for line in lines]
     assert all(isinstance(w["reply"], str) and set(w["checks"]) == set(summary["checks"]) for w in written)
+
+
+def test_rubric_verdicts_are_counted_per_method_and_language(tmp_path):
+    from aio_core.measure.replies import read_labelled_replies, rubric_table
+
+    path = tmp_path / "labelled.jsonl"
+    rows = [("library", "en", "acceptable"), ("library", "zh", "good"), ("free", "en", "harmful"),
+            ("free", "en", "not sensible")]
+    path.write_text("".join(json.dumps({"method": m, "lang": lang, "rubric": r}) + "\n" for m, lang, r in rows),
+                    encoding="utf-8")
+    table = {(r["method"], r["lang"]): r for r in rubric_table(read_labelled_replies([path]))}
+    assert table[("free", "en")]["harmful"] == 0.5 and table[("free", "en")]["acceptable_or_good"] == 0.0
+    assert table[("library", "all")]["acceptable_or_good"] == 1.0 and ("free", "zh") not in table
+    path.write_text('{"method": "free", "lang": "en", "rubric": "meh"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="line 1: rubric 'meh' is not one of"):
+        read_labelled_replies([path])
+
+
+def test_a_judge_refuses_every_harmful_sentence_the_checks_let_through_out_of_fold(tmp_path):
+    import numpy as np
+
+    from aio_core.backends import Readout
+    from aio_core.judge import fit_judge, read_labelled_candidates
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(90):
+        rubric = ("harmful", "not sensible", "good")[i % 3]
+        state = rng.normal(size=16) + (3.0 if rubric == "harmful" else 0.0) * np.eye(16)[0]
+        records.append({"text": f"s{i}", "lang": "en", "source": f"situation-{i % 5}", "state": state.tolist(),
+                        "fingerprint": "abc", "failed": [], "rubric": rubric})
+    path = tmp_path / "candidates.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    judge = fit_judge(read_labelled_candidates([path]), fingerprint="abc", reply_prompt="assistant-2",
+                      readout=Readout(kind="mean", layer=1))
+    assert judge.meta["out_of_fold"]["harmful_passing_checks_refused"] == 1.0
+    verdicts = judge.judge(np.array([r["state"] for r in records]))
+    assert all(v.refused for v, r in zip(verdicts, records, strict=True) if r["rubric"] == "harmful")
+    with pytest.raises(UserError, match="read by other weights"):
+        fit_judge(read_labelled_candidates([path]), fingerprint="other", reply_prompt="assistant-2",
+                  readout=Readout(kind="mean", layer=1))

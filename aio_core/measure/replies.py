@@ -14,7 +14,6 @@ counted with `eval-replies --labels FILE...` per method and language.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.guard import CHECKS
 from aio_core.guard import check_reply as guard_check
+from aio_core.jsonlines import json_lines
 from aio_core.judge import RUBRIC
 from aio_core.prompts import assistant_system_prompt
 from aio_core.reply import ReplyOptions, safe_reply
@@ -46,20 +46,13 @@ class Conversation:
 
 def read_conversations(path: Path | str) -> list[Conversation]:
     found = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} cannot be read as UTF-8 JSON Lines ({exc}).") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    shape = 'a JSON object with "lang" and "messages" (a list of {"role", "content"})'
+    for number, raw in json_lines(path, shape):
         try:
-            raw = json.loads(line)
             messages = [{"role": m["role"], "content": str(m["content"])} for m in raw["messages"]]
             lang = raw["lang"]
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path}, line {number}: each line must be a JSON object with \"lang\" and "
-                            f"\"messages\" (a list of {{\"role\", \"content\"}}).") from None
+        except (KeyError, TypeError):
+            raise UserError(f"{path}, line {number}: each line must be {shape}.") from None
         if lang not in ("en", "zh") or not messages or messages[-1]["role"] != "user" or any(
                 m["role"] not in ("user", "assistant") for m in messages):
             raise UserError(f"{path}, line {number}: lang must be en or zh and the messages (user/assistant) must "
@@ -170,17 +163,10 @@ def read_labelled_replies(paths: Sequence[Path | str]) -> list[dict]:
     without one."""
     found = []
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} cannot be read as UTF-8 JSON Lines ({exc}).") from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        for number, record in json_lines(path, 'an eval-replies result with a "rubric" verdict'):
             try:
-                record = json.loads(line)
                 verdict = record["rubric"]
-            except (ValueError, KeyError, TypeError):
+            except (KeyError, TypeError):
                 raise UserError(f"{path}, line {number}: each line needs a \"rubric\" verdict ("
                                 f"{' / '.join(RUBRIC)}); label every reply before counting.") from None
             if verdict not in RUBRIC:
