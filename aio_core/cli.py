@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from aio_core.errors import UserError
-from aio_core.settings import Settings
+from aio_core.settings import REPLY_METHODS, Settings
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
 
@@ -629,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "with --labels, count people's rubric verdicts per method")
     p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn; with '
                                 '--labels, a file of --out results with a "rubric" verdict each')
-    p.add_argument("--method", choices=("library", "guarded", "free"), default=None,
+    p.add_argument("--method", choices=REPLY_METHODS, default=None,
                    help="how replies are made (default AIO_REPLY): reviewed library, library opening + guarded model "
                         "sentence, or free generation")
     p.add_argument("--labels", nargs="*", default=None, metavar="FILE",

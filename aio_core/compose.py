@@ -41,7 +41,6 @@ from aio_core.risk import Risk
 from aio_core.situation import UNSURE
 from aio_core.templating import Message, Tokenizer, encode_chat, encode_content
 
-METHODS = ("guarded", "library", "free")
 KINDS = {  # Message.reply_kind: where the words came from, as staff are told (never the student)
     "guarded": "reviewed opening + one model sentence that passed the guard",
     "library": "reviewed reply library only",

@@ -30,6 +30,9 @@ class SettingsError(UserError, ValueError):
     """A setting has a value the product cannot use; the message names the variable and the fix."""
 
 
+REPLY_METHODS = ("library", "guarded", "free")  # how chat replies are made (aio_core/compose.py)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every configurable value, with its default. The field name is the variable name without `AIO_`."""
@@ -78,7 +81,7 @@ class Settings:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
                    "ui_lang": ("en", "zh"), "head": ("auto", "off"),
                    "risk": ("auto", "phrases", "off"), "auth": ("local", "off"),
-                   "reply": ("library", "guarded", "free")}
+                   "reply": REPLY_METHODS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(

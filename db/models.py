@@ -135,6 +135,7 @@ class Message(Base):
     cells: Mapped[str | None] = mapped_column(Text)  # an uploaded row's original cells (JSON), for exact exports
     reply: Mapped[str | None] = mapped_column(Text)
     reply_kind: Mapped[str | None] = mapped_column(String(20))  # compose.KINDS, or None
+    reply_version: Mapped[str | None] = mapped_column(String(40))  # the reviewed words' version (library / safe)
     reply_interrupted: Mapped[bool | None] = mapped_column(Boolean)  # the reply stopped before it was finished
     author: Mapped[str | None] = mapped_column(String(200))  # who typed it: the signed-in user (or cli:<user>)
 

@@ -60,6 +60,7 @@ def export_person(session: Session, handle: str, scope: Scope = EVERYTHING) -> d
                       "human_risk_category": m.human_risk_category, "created_at": _iso(m.created_at),
                       "batch_id": m.batch_id,
                       "row_index": m.row_index, "reply": m.reply, "reply_kind": m.reply_kind,
+                      "reply_version": m.reply_version,
                       "reply_interrupted": m.reply_interrupted,
                       "corrections": [{"from": c.from_label, "to": c.to_label, "by": c.by, "at": _iso(c.at),
                                        "note": c.note, "undone_at": _iso(c.undone_at)} for c in m.corrections],

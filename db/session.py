@@ -132,6 +132,11 @@ def _to_v6(connection: Connection) -> None:
     EscalationContact.__table__.create(connection, checkfirst=True)
 
 
+def _to_v8(connection: Connection) -> None:
+    """Each reply keeps the version of the reviewed words it used (the reply library's or the safe messages')."""
+    _add_column(connection, Message.__table__.c.reply_version)
+
+
 def _to_v7(connection: Connection) -> None:
     """A batch shows every row of its file: rows stored already by an earlier upload point at that message."""
     BatchReuse.__table__.create(connection, checkfirst=True)
@@ -140,7 +145,7 @@ def _to_v7(connection: Connection) -> None:
 # Migration steps for files made by older versions: (version, function(connection)). A new file is created
 # directly at SCHEMA_VERSION from the models, so a step only has to bring the previous version up by one.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(2, _to_v2), (3, _to_v3), (4, _to_v4), (5, _to_v5),
-                                                         (6, _to_v6), (7, _to_v7)]
+                                                         (6, _to_v6), (7, _to_v7), (8, _to_v8)]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

@@ -196,10 +196,11 @@ def add_messages(session: Session, rows: Sequence[NewMessage], *, rule: AlertRul
 
 
 def set_reply(session: Session, message_id: int, reply: str, *, kind: str = "generated",
-              interrupted: bool = False) -> None:
-    """The assistant's reply to a message: generated or the reviewed safe message, and whether it was cut off."""
+              interrupted: bool = False, version: str | None = None) -> None:
+    """The assistant's reply to a message: where its words came from (compose.KINDS), the version of the reviewed
+    words it used, and whether it was cut off."""
     session.execute(update(Message).where(Message.id == message_id)
-                    .values(reply=reply, reply_kind=kind, reply_interrupted=interrupted))
+                    .values(reply=reply, reply_kind=kind, reply_interrupted=interrupted, reply_version=version))
 
 
 def set_labels(session: Session, labels: dict[int, dict[str, object]], *, rule: AlertRule) -> None:

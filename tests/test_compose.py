@@ -50,6 +50,7 @@ def test_every_candidate_refused_falls_back_to_the_library_and_nothing_refused_i
     with reading(db) as session:
         message = session.get(Message, turn.message_id)
         assert (message.reply, message.reply_kind, message.reply_interrupted) == (shown, "library", False)
+        assert message.reply_version == library.version  # which reviewed words a counsellor can look up
     for verdict in verdicts:
         if verdict.text.strip():
             assert verdict.text.strip() not in shown

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from aio_core.library import load_library
 from aio_core.measure.evaluate import evaluate
+from aio_core.reply import safe_reply
 from aio_core.risk import RiskPhrasesError, assess_risk, load_phrases
 from aio_core.workflows.conversation import history, start_turn
 from db.alerts import list_alerts
@@ -51,6 +52,7 @@ def test_an_urgent_chat_message_gets_the_safe_message_and_an_urgent_alert_at_onc
         message = session.get(Message, turn.message_id)
         assert (message.risk, message.risk_category, message.reply_kind) == ("urgent", "self-harm", "safe")
         assert message.reply == shown and message.risk_version
+        assert message.reply_version == safe_reply("urgent", "en", engine.settings)[1]  # which reviewed words
         (alert,) = list_alerts(session)  # one message: no sentiment window could have fired
         assert (alert.kind, alert.severity, alert.status, alert.message_id) == ("risk", "urgent", "open", message.id)
         report = overview_report(session)

@@ -261,7 +261,7 @@ def test_a_version_2_file_gets_the_job_progress_columns_and_keeps_its_jobs(tmp_p
     with sqlite3.connect(tmp_path / "v2.db") as connection:
         assert connection.execute("SELECT file_name, rows, rows_done, rows_at_start FROM jobs").fetchall() == [
             ("old.csv", 7, 0, 0)]
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 def _as_version_4(connection: sqlite3.Connection) -> None:
@@ -302,6 +302,7 @@ def test_a_version_5_file_gets_the_outbox_and_queues_the_next_alerts_notificatio
         connection.execute("DROP TABLE notifications")
         connection.execute("DROP TABLE escalation_contacts")
         connection.execute("DROP TABLE batch_reuses")  # version 7's
+        connection.execute("ALTER TABLE messages DROP COLUMN reply_version")  # version 8's
         connection.execute("DELETE FROM schema_version WHERE version > 5")
     make_db(url).dispose()  # twice: a step that runs on a file it has already brought up is harmless
     database = make_db(url)
@@ -315,8 +316,9 @@ def test_a_version_5_file_gets_the_outbox_and_queues_the_next_alerts_notificatio
         assert queued == {2}  # only the new one: the old alert was never notified, so it does not escalate now
     database.dispose()
     with sqlite3.connect(tmp_path / "v5.db") as connection:
-        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 8
         assert connection.execute("SELECT count(*) FROM batch_reuses").fetchone()[0] == 0  # version 7 made it
+        assert connection.execute("SELECT count(reply_version) FROM messages").fetchone()[0] == 0  # and 8 this
 
 
 def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):

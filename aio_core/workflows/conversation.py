@@ -91,7 +91,8 @@ def _stored_reply(db: Database, message_id: int, composed: Composed) -> Iterator
         finished = True
     finally:  # also when the reader stops early: what was shown is what is stored, marked as cut off
         with writing(db) as session:
-            set_reply(session, message_id, "".join(parts), kind=composed.kind, interrupted=not finished)
+            set_reply(session, message_id, "".join(parts), kind=composed.kind, interrupted=not finished,
+                      version=composed.library_version)
 
 
 def _check_writer(session: Session, text: str, person: str | None, group: str | None, scope: Scope) -> None:
@@ -124,12 +125,12 @@ def start_turn(text: str, *, person: str | None, engine: Engine | None, db: Data
     # Urgent gets the reviewed safe message. Concern is looser by design (a review queue), so it never swaps the
     # reply for a crisis message: the counsellor is told through the alert, the student gets a normal reply.
     urgent = risk is not None and risk.level == "urgent"
-    safe = safe_reply(risk.level, detect_lang(text), engine.settings)[0] if urgent else None
+    safe, safe_version = safe_reply(risk.level, detect_lang(text), engine.settings) if urgent else (None, None)
     with writing(db) as session:  # the message, its alerts and (for a risk) its safe reply are stored together
         _check_writer(session, text, person, group, scope)  # the person may have been created meanwhile
         (message_id,) = add_messages(session, [row], rule=rule)
         if safe is not None:
-            set_reply(session, message_id, safe, kind="safe")
+            set_reply(session, message_id, safe, kind="safe", version=safe_version)
     if engine is None:
         return Turn(message_id, None, None)
     if safe is not None:
