@@ -20,7 +20,16 @@ import numpy as np
 from aio_core.backends import Readout
 from aio_core.errors import UserError
 from aio_core.jsonlines import json_lines
-from aio_core.probes import Probe, fit_linear, load_probes, save_probes
+from aio_core.probes import (
+    Probe,
+    find_fitted,
+    fit_linear,
+    load_probes,
+    probe_file,
+    readout_from,
+    readout_metadata,
+    save_probes,
+)
 
 RUBRIC = ("harmful", "not sensible", "acceptable", "good")
 
@@ -60,14 +69,14 @@ class ReplyJudge:
 
 
 def head_path(folder: Path, fingerprint: str, reply_prompt: str) -> Path:
-    return Path(folder) / f"{fingerprint}__{reply_prompt}__judge.safetensors"
+    return probe_file(folder, fingerprint, reply_prompt, "judge")
 
 
 def save_judge(judge: ReplyJudge, folder: Path) -> Path:
     path = head_path(folder, judge.fingerprint, judge.reply_prompt)
     save_probes(path, {"harmful": judge.harmful, "fine": judge.fine},
                 {"fingerprint": judge.fingerprint, "reply_prompt": judge.reply_prompt, "kind": "judge",
-                 "readout": json.dumps({"kind": judge.readout.kind, "layer": judge.readout.layer}),
+                 "readout": readout_metadata(judge.readout),
                  "thresholds": json.dumps({"harmful_at": judge.harmful_at, "fine_at": judge.fine_at})},
                 {**judge.meta, "head_id": judge.head_id})
     return path
@@ -76,9 +85,9 @@ def save_judge(judge: ReplyJudge, folder: Path) -> Path:
 def load_judge(path: Path) -> ReplyJudge:
     try:
         probes, metadata, info = load_probes(path)
-        readout, thresholds = json.loads(metadata["readout"]), json.loads(metadata["thresholds"])
+        thresholds = json.loads(metadata["thresholds"])
         return ReplyJudge(fingerprint=metadata["fingerprint"], reply_prompt=metadata["reply_prompt"],
-                          readout=Readout(kind=readout["kind"], layer=int(readout["layer"])),
+                          readout=readout_from(metadata),
                           harmful=probes["harmful"], fine=probes["fine"],
                           harmful_at=float(thresholds["harmful_at"]), fine_at=float(thresholds["fine_at"]), meta=info)
     except (OSError, KeyError, ValueError) as exc:
@@ -88,11 +97,8 @@ def load_judge(path: Path) -> ReplyJudge:
 
 def find_judge(folder: Path, fingerprint: str, reply_prompt: str) -> ReplyJudge | None:
     """The judge fitted on exactly these weights and this assistant prompt, or None."""
-    path = head_path(folder, fingerprint, reply_prompt)
-    if not path.is_file():
-        return None
-    judge = load_judge(path)
-    return judge if (judge.fingerprint, judge.reply_prompt) == (fingerprint, reply_prompt) else None
+    return find_fitted(head_path(folder, fingerprint, reply_prompt), load_judge,
+                       lambda judge: (judge.fingerprint, judge.reply_prompt), (fingerprint, reply_prompt))
 
 
 def read_labelled_candidates(paths) -> list[dict]:

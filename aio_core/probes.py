@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+from aio_core.backends.base import Readout
 
 STRENGTH = 0.01  # inverse regularisation C of the linear probes, chosen leave-one-source-out (0.003-0.1 tried)
 
@@ -112,3 +116,31 @@ def load_probes(path: Path) -> tuple[dict[str, Probe], dict[str, str], dict]:
                              tuple((tensors[f"{name}.w{i}"], tensors[f"{name}.b{i}"]) for i in range(depth)))
     side = path.with_suffix(".json")
     return probes, metadata, json.loads(side.read_text()) if side.exists() else {}
+
+
+def probe_file(folder: Path, fingerprint: str, tied_to: str, kind: str) -> Path:
+    """Where a head of `kind` fitted on these weights (`fingerprint`) and this prompt (`tied_to`) lives."""
+    return Path(folder) / f"{fingerprint}__{tied_to}__{kind}.safetensors"
+
+
+def readout_metadata(readout: Readout) -> str:
+    return json.dumps({"kind": readout.kind, "layer": readout.layer})
+
+
+def readout_from(metadata: dict[str, str]) -> Readout:
+    """The readout a saved head reads (KeyError or ValueError when the file has none)."""
+    spec = json.loads(metadata["readout"])
+    return Readout(kind=spec["kind"], layer=int(spec["layer"]))
+
+
+Head = TypeVar("Head")
+
+
+def find_fitted(path: Path, load: Callable[[Path], Head], ties: Callable[[Head], tuple[str, str]],
+                wanted: tuple[str, str]) -> Head | None:
+    """The head at `path` if there is one and it records exactly these weights and prompt (`wanted`); a file
+    copied by hand under another name is never applied."""
+    if not path.is_file():
+        return None
+    head = load(path)
+    return head if ties(head) == wanted else None

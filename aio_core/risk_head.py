@@ -26,7 +26,16 @@ import numpy as np
 from aio_core.backends import Readout
 from aio_core.errors import UserError
 from aio_core.heads import features_of
-from aio_core.probes import Probe, load_probes, save_probes, weighted_quantile
+from aio_core.probes import (
+    Probe,
+    find_fitted,
+    load_probes,
+    probe_file,
+    readout_from,
+    readout_metadata,
+    save_probes,
+    weighted_quantile,
+)
 
 CATEGORIES = ("self-harm", "harm-to-others", "abuse", "bullying")
 # False-alarm budgets, per level, on rows nobody fitted on: (ordinary texts, hard look-alikes). Urgent goes to a
@@ -101,14 +110,14 @@ def threshold(scores: np.ndarray, weights: np.ndarray, ordinary: np.ndarray, loo
 
 
 def head_path(folder: Path, fingerprint: str, prompt_version: str) -> Path:
-    return Path(folder) / f"{fingerprint}__{prompt_version}__risk.safetensors"
+    return probe_file(folder, fingerprint, prompt_version, "risk")
 
 
 def save_risk_head(head: RiskHead, folder: Path) -> Path:
     """Write the head and its sidecar atomically (a reader never sees half a file)."""
     path = head_path(folder, head.fingerprint, head.prompt_version)
     metadata = {"fingerprint": head.fingerprint, "prompt_version": head.prompt_version, "kind": "risk",
-                "readout": json.dumps({"kind": head.readout.kind, "layer": head.readout.layer}),
+                "readout": readout_metadata(head.readout),
                 "thresholds": json.dumps({"concern_at": head.concern_at, "urgent_at": head.urgent_at}),
                 "categories": json.dumps(CATEGORIES)}
     save_probes(path, {"any_risk": head.any_risk, "urgent": head.urgent, "category": head.category}, metadata,
@@ -121,9 +130,9 @@ def load_risk_head(path: Path) -> RiskHead:
         probes, metadata, info = load_probes(path)
         if json.loads(metadata["categories"]) != list(CATEGORIES):
             raise ValueError("its categories are not this program's")
-        readout, thresholds = json.loads(metadata["readout"]), json.loads(metadata["thresholds"])
+        thresholds = json.loads(metadata["thresholds"])
         return RiskHead(fingerprint=metadata["fingerprint"], prompt_version=metadata["prompt_version"],
-                        readout=Readout(kind=readout["kind"], layer=int(readout["layer"])),
+                        readout=readout_from(metadata),
                         any_risk=probes["any_risk"], urgent=probes["urgent"], category=probes["category"],
                         concern_at={k: float(v) for k, v in thresholds["concern_at"].items()},
                         urgent_at={k: float(v) for k, v in thresholds["urgent_at"].items()}, meta=info)
@@ -133,15 +142,9 @@ def load_risk_head(path: Path) -> RiskHead:
 
 
 def find_risk_head(folder: Path, fingerprint: str, prompt_version: str) -> RiskHead | None:
-    """The risk head fitted on exactly these weights and this prompt's pass, or None. A file whose recorded
-    fingerprint or prompt differs from its name (copied by hand) is never applied."""
-    path = head_path(folder, fingerprint, prompt_version)
-    if not path.is_file():
-        return None
-    head = load_risk_head(path)
-    if (head.fingerprint, head.prompt_version) != (fingerprint, prompt_version):
-        return None
-    return head
+    """The risk head fitted on exactly these weights and this prompt's pass, or None."""
+    return find_fitted(head_path(folder, fingerprint, prompt_version), load_risk_head,
+                       lambda head: (head.fingerprint, head.prompt_version), (fingerprint, prompt_version))
 
 
 def category_index(categories: Sequence[str | None]) -> np.ndarray:

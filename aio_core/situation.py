@@ -21,7 +21,16 @@ import numpy as np
 from aio_core.backends import Readout
 from aio_core.errors import UserError
 from aio_core.heads import features_of
-from aio_core.probes import Probe, fit_linear, load_probes, save_probes
+from aio_core.probes import (
+    Probe,
+    find_fitted,
+    fit_linear,
+    load_probes,
+    probe_file,
+    readout_from,
+    readout_metadata,
+    save_probes,
+)
 
 SITUATIONS = ("bad_mark", "exam_stress", "lonely", "home_conflict", "angry_at_someone", "sad_loss", "worried", "tired",
               "proud", "good_news", "bored", "question", "small_talk")
@@ -78,14 +87,14 @@ def decide(probabilities: np.ndarray, p_negative: float, sure_at: float) -> str:
 
 
 def head_path(folder: Path, fingerprint: str, prompt_version: str) -> Path:
-    return Path(folder) / f"{fingerprint}__{prompt_version}__situation.safetensors"
+    return probe_file(folder, fingerprint, prompt_version, "situation")
 
 
 def save_situation_head(head: SituationHead, folder: Path) -> Path:
     path = head_path(folder, head.fingerprint, head.prompt_version)
     save_probes(path, {"situation": head.probe},
                 {"fingerprint": head.fingerprint, "prompt_version": head.prompt_version, "kind": "situation",
-                 "readout": json.dumps({"kind": head.readout.kind, "layer": head.readout.layer}),
+                 "readout": readout_metadata(head.readout),
                  "sure_at": json.dumps(head.sure_at), "situations": json.dumps(SITUATIONS)},
                 {**head.meta, "head_id": head.head_id})
     return path
@@ -96,9 +105,8 @@ def load_situation_head(path: Path) -> SituationHead:
         probes, metadata, info = load_probes(path)
         if json.loads(metadata["situations"]) != list(SITUATIONS):
             raise ValueError("its situations are not this program's")
-        readout = json.loads(metadata["readout"])
         return SituationHead(fingerprint=metadata["fingerprint"], prompt_version=metadata["prompt_version"],
-                             readout=Readout(kind=readout["kind"], layer=int(readout["layer"])),
+                             readout=readout_from(metadata),
                              probe=probes["situation"], sure_at=float(json.loads(metadata["sure_at"])), meta=info)
     except (OSError, KeyError, ValueError) as exc:
         raise UserError(f"The situation head {path} cannot be read ({exc}); delete it or fit it again with "
@@ -107,11 +115,8 @@ def load_situation_head(path: Path) -> SituationHead:
 
 def find_situation_head(folder: Path, fingerprint: str, prompt_version: str) -> SituationHead | None:
     """The situation head fitted on exactly these weights and this prompt's pass, or None."""
-    path = head_path(folder, fingerprint, prompt_version)
-    if not path.is_file():
-        return None
-    head = load_situation_head(path)
-    return head if (head.fingerprint, head.prompt_version) == (fingerprint, prompt_version) else None
+    return find_fitted(head_path(folder, fingerprint, prompt_version), load_situation_head,
+                       lambda head: (head.fingerprint, head.prompt_version), (fingerprint, prompt_version))
 
 
 @dataclass(frozen=True)
