@@ -61,6 +61,13 @@ def features_of(hidden: np.ndarray, zero_shot: np.ndarray) -> np.ndarray:
                            np.asarray(zero_shot, dtype=np.float64)[:, None]], axis=1)
 
 
+SHIPPED = Path(__file__).parent / "data" / "sentiment"  # the fitting set every install has (its README: sources)
+
+
+def shipped_files() -> list[Path]:
+    return sorted(SHIPPED.glob("*.csv"))
+
+
 STRENGTH = 0.01  # the inverse regularisation C, chosen leave-one-domain-out (0.002-0.2 tried; README, Accuracy)
 
 
@@ -70,6 +77,9 @@ def fit(hidden: np.ndarray, zero_shot: np.ndarray, negative: np.ndarray, *, weig
     features. Deterministic for the same inputs."""
     from sklearn.linear_model import LogisticRegression
 
+    if len(set(np.asarray(negative, dtype=bool).tolist())) < 2:
+        raise UserError("Fitting a label head needs positive and negative rows in every domain but one (each domain "
+                        "is held out in turn); add rows of the missing label or merge the domains.")
     features = features_of(hidden, zero_shot)
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-6
