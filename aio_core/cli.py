@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -276,6 +277,15 @@ def _study(args: argparse.Namespace, settings: Settings) -> int:
     for bar in bars.values():
         bar.close()
     print(format_study(report))
+    if args.with_corrections:
+        from aio_core.workflows.learning import LEARN_FOLDS, corrections_curve_on
+
+        count, curve = corrections_curve_on(rows, engine=engine, db=_db(settings))
+        report["corrections_curve"] = curve
+        print(f"\nlearning curve of the store's {count} corrections ({LEARN_FOLDS}-fold; the head fitted on these "
+              "files plus N corrections, scored on corrections it was not fitted on):")
+        for used, accuracy in curve.items():
+            print(f"  {used:5d} corrections: {accuracy:.3f}")
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     return 0
@@ -326,18 +336,20 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
         return _fit_situation_head(args, settings)
     if args.judge:
         return _fit_judge(args, settings)
+    if args.missing:
+        return _fit_missing(args, settings)
+    from aio_core.heads import shipped_files
     from aio_core.measure.domains import read_labelled
     from aio_core.workflows.learning import fit_label_head
 
-    if not args.file:
-        raise UserError("Give the labelled CSVs to fit the label head on: python -m aio_core fit-head DATA.csv...")
-    total = len(read_labelled(args.file))
+    total = len(read_labelled(args.file or shipped_files()))
     engine = _engine(settings)
     with _progress(total, "reading") as bar:
         head, path = fit_label_head(args.file, engine=engine, db=_db(settings) if args.with_corrections else None,
                                     progress=lambda done: bar.update(done - bar.n))
     meta = head.meta
     print(f"fitted head {head.head_id} on {meta['rows']} rows from {meta['domains']} domains "
+          f"({'the shipped set' if meta['fitting_set'] == 'shipped' else 'your files'}) "
           f"+ {meta['corrections']} correction(s); saved to {path}")
     for lang, result in meta["leave_one_domain_out"].items():
         print(f"  {lang}: reads {meta['readouts'][lang]}; leave-one-domain-out mean {result['mean']:.3f}, worst "
@@ -345,6 +357,37 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
     print("New labels use it from the next start; `rescore` labels stored messages again.")
     if args.json:
         print(json.dumps({"head_id": head.head_id, "path": str(path), **meta}, ensure_ascii=False))
+    return 0
+
+
+def _fit_missing(args: argparse.Namespace, settings: Settings) -> int:
+    """What the dashboard's background fit does, in the foreground: every head these weights lack, from the shipped
+    sets (resumes a fit that was stopped)."""
+    from aio_core.workflows.autofit import missing, run
+
+    engine = _engine(settings)
+    todo = missing(engine)
+    if not todo:
+        print(f"nothing to fit: {engine.labeller}; {engine.risk_reader}")
+        return 0
+    bars: dict[str, object] = {}
+
+    def progress(status) -> None:
+        if status.stage not in bars:
+            bars[status.stage] = _progress(status.total, f"fitting the {status.stage} head")
+        bars[status.stage].update(status.done - bars[status.stage].n)
+
+    status = run(engine, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    if status.state == "waiting":
+        raise UserError("Another process is fitting the heads on this data folder; wait for it (Admin shows its "
+                        "progress) or stop it first.")
+    if status.state == "failed":
+        raise UserError(f"The fit stopped: {status.error}")
+    print(f"fitted from the shipped sets: {', '.join(status.finished)} head(s); the next start uses them")
+    if args.json:
+        print(json.dumps(dataclasses.asdict(status), ensure_ascii=False))
     return 0
 
 
@@ -436,10 +479,11 @@ def _correct(args: argparse.Namespace, settings: Settings) -> int:
 def _rescore(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.learning import rescore
 
-    if (args.batch is None) == (args.person is None):
-        raise UserError("Say what to re-score: --batch N or --person HANDLE (one of them).")
+    if (args.batch is not None) + (args.person is not None) + args.zero_shot != 1:
+        raise UserError("Say what to re-score: --batch N, --person HANDLE or --zero-shot (one of them).")
     engine = _engine(settings)
-    rows, changed = rescore(engine=engine, db=_db(settings), by=args.by, batch_id=args.batch, handle=args.person)
+    rows, changed = rescore(engine=engine, db=_db(settings), by=args.by, batch_id=args.batch, handle=args.person,
+                            zero_shot=args.zero_shot)
     print(f"re-scored {rows} message(s) with {engine.labeller}: {changed} label(s) changed; the old labels are kept "
           f"as versions and corrections stay in force")
     return 0
@@ -645,6 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)")
     p.add_argument("--corrections", default="0,10,20,50",
                    help="corrections from the held-out domain to add to the head (comma list)")
+    p.add_argument("--with-corrections", action="store_true", default=False,
+                   help="add the learning curve of the corrections stored in the database (k-fold)")
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
     p = add("eval-risk", "how the engine as it is reads risk in CSVs (text,risk[,risk_category][,kind]): caught, "
                          "urgent, per category, false alarms, every mistake listed")
@@ -658,8 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
     p = add("fit-head", "fit the label head (or, with --risk, the risk head; with --situation, the situation "
                         "head) for these weights and prompt on labelled CSVs (and corrections)")
-    p.add_argument("file", nargs="*", default=[], help="labelled CSVs; with --risk or --situation, none = the "
-                                                        "shipped set")
+    p.add_argument("file", nargs="*", default=[], help="labelled CSVs (text,label[,lang][,domain]); none = the "
+                                                        "shipped set of the head being fitted")
+    p.add_argument("--missing", action="store_true", default=False,
+                   help="fit every head these weights lack (risk, label, situation) from the shipped sets: what the "
+                        "dashboard does in the background at its first start")
     p.add_argument("--judge", action="store_true", default=False,
                    help="fit the reply judge on candidate sentences labelled with the rubric (JSON Lines)")
     p.add_argument("--situation", action="store_true", default=False,
@@ -680,6 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rescore", "label a batch's or a person's stored messages again (old labels kept as versions)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--person", default=None)
+    p.add_argument("--zero-shot", action="store_true", default=False,
+                   help="every message these weights labelled zero-shot (before their head was fitted)")
     p.add_argument("--by", required=True)
     p = add("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password, "
                     "set-email")

@@ -138,18 +138,23 @@ def pick_risk_head(backend: Backend, settings: Settings, prompt: PromptVersion) 
     return head, ""
 
 
-def load_engine(settings: Settings) -> Engine:
-    """A new engine (loads the model). Most callers want `get_engine`, which loads once per process."""
-    prompt = get_prompt(settings.prompt_version)
-    backend = load_backend(settings)
+def _heads(backend: Backend, settings: Settings, prompt: PromptVersion) -> dict[str, object]:
+    """Every learned reader fitted on exactly these weights and this prompt, and why one is not used."""
     head, note = pick_head(backend, settings, prompt)
     risk_head, risk_note = pick_risk_head(backend, settings, prompt)
     situation_head = judge = None
     if backend.reads_hidden_states:  # both read hidden states; without them replies use the general openings
         situation_head = find_situation_head(settings.heads_dir, backend.fingerprint, prompt.version)
         judge = find_judge(settings.heads_dir, backend.fingerprint, ASSISTANT_VERSION)
-    return Engine(backend=backend, settings=settings, prompt=prompt, head=head, head_note=note,
-                  risk_head=risk_head, risk_note=risk_note, situation_head=situation_head, judge=judge)
+    return {"head": head, "head_note": note, "risk_head": risk_head, "risk_note": risk_note,
+            "situation_head": situation_head, "judge": judge}
+
+
+def load_engine(settings: Settings) -> Engine:
+    """A new engine (loads the model). Most callers want `get_engine`, which loads once per process."""
+    prompt = get_prompt(settings.prompt_version)
+    backend = load_backend(settings)
+    return Engine(backend=backend, settings=settings, prompt=prompt, **_heads(backend, settings, prompt))
 
 
 _ENGINES: dict[Settings, Engine | UserError] = {}
@@ -170,6 +175,18 @@ def get_engine(settings: Settings, *, retry: bool = False) -> Engine:
     if isinstance(found, UserError):
         raise found
     return found
+
+
+def refresh_heads(settings: Settings) -> Engine | None:
+    """Look again for the heads of the loaded engine (a fit has just saved one): every later label, risk read and
+    reply of this process uses them. Returns the refreshed engine, or None when none is loaded."""
+    with _LOADING:
+        found = _ENGINES.get(settings)
+        if not isinstance(found, Engine):
+            return None
+        found = dataclasses.replace(found, **_heads(found.backend, settings, found.prompt))
+        _ENGINES[settings] = found
+        return found
 
 
 def loaded_engine(settings: Settings) -> Engine | None:

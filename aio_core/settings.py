@@ -49,6 +49,8 @@ class Settings:
     data_dir: str = str(DATA_DIR)  # heads/, the study's cache/, and jobs/ (uploads of running screenings)
     prompt_version: str = ""  # "" = the default prompt version of aio_core.prompts
     head: str = "auto"  # auto = use the label head fitted on these weights and this prompt, if there is one | off
+    autofit: str = "on"  # on = the dashboard fits missing heads (label, risk, situation) from the shipped sets in
+    # the background once the model is loaded | off
     risk: str = "auto"  # auto = the risk head fitted on these weights (if any) + the phrase floor | phrases | off
     risk_phrases: str = ""  # a JSON phrase list in the shape of aio_core/data/risk_phrases.json; "" = built in
     helpline: str = ""  # help-line sentence in the chat's safe message; "" = the built-in generic one
@@ -79,7 +81,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
-                   "ui_lang": ("en", "zh"), "head": ("auto", "off"),
+                   "ui_lang": ("en", "zh"), "head": ("auto", "off"), "autofit": ("on", "off"),
                    "risk": ("auto", "phrases", "off"), "auth": ("local", "off"),
                    "reply": REPLY_METHODS}
         for name, allowed in choices.items():

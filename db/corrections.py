@@ -91,16 +91,24 @@ def corrections_in_force(session: Session) -> list[Taught]:
     return [Taught(message_id=r[0], text=r[1], label=r[2], model_label=r[3], at=r[4]) for r in rows]
 
 
+def corrections_count(session: Session) -> int:
+    """How many messages carry a person's label now (corrections in force)."""
+    return session.scalar(select(func.count(Message.id)).where(Message.human_label.is_not(None))) or 0
+
+
 def list_corrections(session: Session, scope: Scope = EVERYTHING, limit: int = 500) -> list[Correction]:
     return list(session.scalars(select(Correction).join(Message, Message.id == Correction.message_id)
                                 .where(messages_clause(scope)).order_by(Correction.id.desc()).limit(limit)))
 
 
-def messages_to_rescore(session: Session, *, batch_id: int | None = None, handle: str | None = None
-                        ) -> list[tuple[int, str]]:
-    """(id, text) of the labelled messages of one batch or one person."""
+def messages_to_rescore(session: Session, *, batch_id: int | None = None, handle: str | None = None,
+                        zero_shot_of: str | None = None) -> list[tuple[int, str]]:
+    """(id, text) of the labelled messages of one batch, of one person, or labelled zero-shot (no head) by the
+    weights with this fingerprint."""
     query = select(Message.id, Message.text).where(Message.label.is_not(None)).order_by(Message.id)
-    if batch_id is not None:
+    if zero_shot_of is not None:
+        query = query.where(Message.head_id.is_(None), Message.fingerprint == zero_shot_of)
+    elif batch_id is not None:
         query = query.where(Message.batch_id == batch_id)
     elif handle is not None:
         query = query.where(Message.person_id.in_(select(Person.id).where(Person.handle == handle)))
@@ -110,6 +118,13 @@ def messages_to_rescore(session: Session, *, batch_id: int | None = None, handle
 
 
 MODEL_FIELDS = ("label", "confidence", "p_negative", "uncertain", "model", "fingerprint", "prompt_version", "head_id")
+
+
+def zero_shot_count(session: Session, fingerprint: str) -> int:
+    """How many stored labels these weights gave zero-shot (before their head was fitted): what a re-score would
+    label again."""
+    return session.scalar(select(func.count(Message.id)).where(
+        Message.label.is_not(None), Message.head_id.is_(None), Message.fingerprint == fingerprint)) or 0
 
 
 def apply_rescore(session: Session, labels: dict[int, dict[str, object]], *, scope: str, target: str, by: str,

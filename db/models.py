@@ -250,8 +250,8 @@ class Rescore(Base):
     __tablename__ = "rescores"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    scope: Mapped[str] = mapped_column(String(20))  # batch | person
-    target: Mapped[str] = mapped_column(String(200))  # batch id or handle
+    scope: Mapped[str] = mapped_column(String(20))  # batch | person | zero-shot (all labelled before the head)
+    target: Mapped[str] = mapped_column(String(200))  # batch id, handle, or the weights' fingerprint
     head_id: Mapped[str | None] = mapped_column(String(200))
     prompt_version: Mapped[str] = mapped_column(String(100))
     rows: Mapped[int] = mapped_column(Integer, default=0)

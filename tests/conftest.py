@@ -14,6 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (gguf_file) import as plain modules
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the network
+# The dashboard fits missing heads from the shipped sets in the background (minutes of model time); the tests of that
+# (test_autofit.py) turn it on with small sets of their own, every other page and server test runs without it.
+os.environ.setdefault("AIO_AUTOFIT", "off")
 
 from aio_core.engine import Engine, load_engine  # noqa: E402
 from aio_core.settings import Settings  # noqa: E402

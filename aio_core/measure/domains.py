@@ -31,6 +31,7 @@ KNOWN = ("positive", "negative", "neutral")
 # How much one correction weighs against one row of the base set when a head is refitted: a deployment's own
 # corrections describe its texts better than any public set (learning curve in the README, Accuracy).
 CORRECTION_WEIGHT = 5.0
+CACHE_CHUNK = 256  # texts read between two saves of the feature cache
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,18 @@ def features(rows: Sequence[LabelledRow], *, engine: Engine, readouts: Sequence[
         known = {k: i for i, k in enumerate(stored["keys"].tolist())}
         log_odds, hidden = stored["log_odds"], stored["hidden"]
     missing = list(dict.fromkeys(k for k in keys if k not in known))
-    if missing:
-        first = {k: t for k, t in zip(keys, texts, strict=True)}
-        reading = read([first[k] for k in missing], engine=engine, readouts=readouts, progress=progress)
-        new_hidden = reading.hidden if readouts else np.zeros((len(missing), 0, 0), dtype=np.float32)
+    first = {k: t for k, t in zip(keys, texts, strict=True)}
+    missing.sort(key=lambda k: len(first[k]))  # similar lengths read together, as `read` batches them
+    already = len(keys) - sum(1 for k in keys if k not in known)
+    # Kept after every chunk, so a fit that is stopped (a restart, a crash) reads only what it had not read yet.
+    for start in range(0, len(missing), CACHE_CHUNK):
+        chunk = missing[start:start + CACHE_CHUNK]
+        tick = (lambda done, base=already + start: progress(base + done)) if progress else None
+        reading = read([first[k] for k in chunk], engine=engine, readouts=readouts, progress=tick)
+        new_hidden = reading.hidden if readouts else np.zeros((len(chunk), 0, 0), dtype=np.float32)
         hidden = new_hidden if not known else np.concatenate([hidden, new_hidden.astype(hidden.dtype)])
         log_odds = np.concatenate([log_odds, reading.log_odds])
-        known |= {k: len(known) + i for i, k in enumerate(missing)}
+        known |= {k: len(known) + i for i, k in enumerate(chunk)}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part.npz")
         np.savez(partial, keys=np.array(list(known)), log_odds=log_odds, hidden=hidden)
