@@ -10,17 +10,56 @@ import streamlit as st
 
 from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.learning import LEARN_FOLDS, learn_from_corrections
 from aio_core.workflows.notify_setup import notify_status, save_notification_settings
 from aio_core.workflows.privacy import apply_retention, erase
-from app_pages.shared import database, flash, md, page, read, settings, t, words, write
+from app_pages.shared import (
+    database,
+    flash,
+    loaded_model,
+    md,
+    page,
+    read,
+    readers_panel,
+    settings,
+    show_model_line,
+    t,
+    words,
+    write,
+)
 from app_pages.strings import STRINGS
 from db.access import ROLES
+from db.corrections import corrections_count
 from db.escalation import set_escalation_list
 from db.privacy import audit, export_person, read_audit
 from db.reports import groups
 from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
 
 who = page("admin")
+
+st.subheader(t("readers"))
+engine = loaded_model()
+if engine is None:
+    st.caption(t("model_not_loaded"))
+else:
+    show_model_line(engine, who)
+    readers_panel(engine, who)
+    engine = loaded_model() or engine  # a fit that just ended is in use from here on
+    taught = read(corrections_count)
+    st.caption(t("learn_help", count=taught, folds=LEARN_FOLDS))
+    if st.button(t("learn_button"), key="learn", disabled=taught == 0):
+        try:
+            with st.spinner(t("learn_title")):
+                learned = learn_from_corrections(engine=engine, db=database())
+        except USER_ERRORS as error:
+            st.error(md(error))
+        else:
+            write(audit, who.username, "head.learn", learned.head.head_id,
+                  f"{learned.corrections} corrections; k-fold {learned.before:.3f} -> {learned.after:.3f}")
+            st.success(t("learned", before=learned.before, after=learned.after, count=learned.corrections,
+                         folds=learned.folds))
+            st.dataframe(pd.DataFrame([{t("curve_used"): n, t("curve_right"): accuracy}
+                                       for n, accuracy in learned.curve.items()]), hide_index=True, key="curve")
 
 st.subheader(t("users"))
 users = read(list_users)

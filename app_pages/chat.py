@@ -14,6 +14,7 @@ from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
 from app_pages.shared import (
     can,
+    correction_form,
     database,
     label_badge,
     lang,
@@ -28,6 +29,7 @@ from app_pages.shared import (
     show_model_line,
     show_model_problem,
     t,
+    words,
     write,
 )
 from db.privacy import audit
@@ -100,6 +102,11 @@ for message in stored:
             reply_caption(message.reply_kind)
             if message.reply_interrupted:
                 st.caption(t("interrupted"))
+
+# A label read wrong is corrected where it is seen: stored with who and when, alerts follow at once.
+correction_form("chat_fix", {m.id: words("fix_choice", at=f"{m.created_at:%Y-%m-%d %H:%M}",
+                                          label=words(m.effective_label), text=m.text[:60])
+                             for m in reversed(stored) if m.effective_label}, who)
 
 pending = st.session_state.pop("pending_message", None)
 waiting = st.session_state.get("waiting_message")  # typed before anyone was chosen: kept, sent once someone is

@@ -18,6 +18,7 @@ from app_pages.shared import (
     page,
     people_table,
     read,
+    readers_panel,
     risk_badge,
     rule,
     said,
@@ -62,6 +63,7 @@ if report.unrouted:  # an admin's: alerts that no teacher or counsellor sees, un
 engine = loaded_model()
 if engine is not None:
     show_model_line(engine, who)
+    readers_panel(engine, who)
 else:
     st.caption(t("model_not_loaded"))
     if st.button(t("load_model"), key="load_model"):

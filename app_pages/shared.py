@@ -30,16 +30,17 @@ import streamlit as st
 from sqlalchemy import Engine as Database
 
 from aio_core.classify import badge
-from aio_core.engine import Engine, get_engine, loaded_engine
+from aio_core.engine import Engine, get_engine, loaded_engine, refresh_heads
 from aio_core.settings import Settings
-from aio_core.workflows import USER_ERRORS, alert_rule
+from aio_core.workflows import USER_ERRORS, alert_rule, autofit
 from aio_core.workflows.jobs import start_worker
+from aio_core.workflows.learning import rescore
 from aio_core.workflows.notify import start_sender
 from aio_core.workflows.privacy import apply_retention
 from app_pages.strings import STRINGS, text
 from db.access import ACTIONS, PAGES
 from db.alerts import RULE
-from db.corrections import correct_label, review_risk
+from db.corrections import correct_label, review_risk, zero_shot_count
 from db.phrases import read_phrase
 from db.privacy import audit
 from db.reports import SOURCES, Filters, groups
@@ -216,8 +217,11 @@ def model(*, retry: bool = False) -> ModelState:
     try:
         if loaded_engine(config) is None:
             with st.spinner(t("model_loading")):
-                return ModelState(get_engine(config, retry=retry), None)
-        return ModelState(get_engine(config), None)
+                engine = get_engine(config, retry=retry)
+        else:
+            engine = get_engine(config)
+        autofit.start(engine)  # the heads these weights lack are fitted in the background (once per process)
+        return ModelState(engine, None)
     except USER_ERRORS as error:
         return ModelState(None, str(error))
 
@@ -244,9 +248,41 @@ def show_model_line(engine: Engine, who: Viewer) -> None:
         "model_how", source=source, dtype=runtime["dtype"], device=str(runtime["device"]).upper()))
     if can(who, "see_model_files") and engine.name != engine.title:
         line += md(" · ") + t("model_where", path=engine.name)
+    if engine.head is not None:
+        line += md(" · ") + t("labels_by_head_shipped" if engine.head.meta.get("fitting_set") == "shipped"
+                              else "labels_by_head_own")
+    else:
+        line += md(" · ") + t("labels_zero_shot")
     st.caption(line)
     if engine.is_random:
         st.warning(t("model_random"))
+
+
+def readers_panel(engine: Engine, who: Viewer) -> None:
+    """The background fit of this model's readers (autofit.py): its progress while it runs (labels stay zero-shot
+    and the page says so), its error if it failed, and, once the label head is in use, the offer to re-score what
+    was labelled zero-shot before (an admin's)."""
+    autofit.start(engine)  # a fit a restart stopped carries on; nothing when every head is there
+    status = autofit.read_status(engine.settings, engine.fingerprint, engine.prompt.version)
+    if status is not None and status.active:
+        stage = t(f"reader_{status.stage or status.stages[0]}")
+        st.progress(status.share, text=t("fit_running", stage=stage, share=status.share))
+    elif status is not None and status.state == "failed" and can(who, "manage_users"):
+        st.error(t("fit_failed", error=md(status.error)))
+    fresh = refresh_heads(settings()) or engine
+    if fresh.head is None or not can(who, "manage_users"):
+        return
+    waiting = read(zero_shot_count, fresh.fingerprint)
+    if waiting:
+        st.info(t("rescore_offer", count=waiting))
+        if st.button(t("rescore_zero_shot"), key="rescore_zero_shot"):
+            try:
+                rows, changed = rescore(engine=fresh, db=database(), by=who.name, zero_shot=True)
+            except USER_ERRORS as error:
+                st.error(md(error))
+            else:
+                flash(t("rescored", rows=rows, changed=changed))
+                st.rerun()
 
 
 def rule() -> AlertRule:

@@ -19,6 +19,40 @@ STRINGS: dict[str, dict[str, str]] = {
                      "zh": "此模型为随机权重：标签和回复都没有意义（仅用于演示和测试）。"},
     "retry_model": {"en": "Try loading the model again", "zh": "重新加载模型"},
     "load_model": {"en": "Load the model now", "zh": "立即加载模型"},
+    "labels_zero_shot": {"en": "labels: zero-shot (no label head for these weights yet)",
+                         "zh": "标签：零样本（这套权重尚无标签读出头）"},
+    "labels_by_head_shipped": {"en": "labels: learned head (fitted on the shipped set)",
+                               "zh": "标签：学习到的读出头（用随附数据集拟合）"},
+    "labels_by_head_own": {"en": "labels: learned head (fitted on your data)",
+                           "zh": "标签：学习到的读出头（用你们的数据拟合）"},
+    "reader_risk": {"en": "risk", "zh": "风险"},
+    "reader_label": {"en": "label", "zh": "情感标签"},
+    "reader_situation": {"en": "situation", "zh": "情境"},
+    "fit_running": {"en": "Fitting this model's readers from the shipped sets ({stage} head; {share:.0%} of all). "
+                          "Until they are ready, labels are zero-shot and risk is read by the phrase list.",
+                    "zh": "正在用随附数据集为此模型拟合读出头（{stage}；共 {share:.0%}）。完成前，标签为零样本，"
+                          "风险只由短语表判断。"},
+    "fit_failed": {"en": "Fitting this model's readers from the shipped sets failed: {error}",
+                   "zh": "用随附数据集拟合读出头失败：{error}"},
+    "rescore_offer": {"en": "{count} stored messages were labelled zero-shot before the label head was ready.",
+                      "zh": "有 {count} 条已存消息是在标签读出头就绪前以零样本标注的。"},
+    "rescore_zero_shot": {"en": "Re-score them with the head", "zh": "用读出头重新标注"},
+    "rescored": {"en": "Re-scored {rows} messages; {changed} labels changed (the old ones are kept as versions, "
+                       "corrections stay in force).",
+                 "zh": "已重新标注 {rows} 条消息，{changed} 个标签有变化（旧标签保留为历史版本，人工更正仍然有效）。"},
+    "learn_title": {"en": "Learn from corrections", "zh": "从更正中学习"},
+    "learn_help": {"en": "Refits the label head with the {count} corrected labels in force and shows, on corrections "
+                         "each refit was not fitted on ({folds}-fold), how labels did before and after.",
+                   "zh": "用现有的 {count} 条人工更正重新拟合标签读出头，并在每次拟合未见过的更正上（{folds} 折）"
+                         "对比前后的正确率。"},
+    "learn_button": {"en": "Learn from corrections", "zh": "从更正中学习"},
+    "learned": {"en": "On corrections it was not fitted on: {before:.0%} right before, {after:.0%} after "
+                      "({count} corrections, {folds}-fold). The new head is in use.",
+                "zh": "在未参与拟合的更正上：之前正确 {before:.0%}，之后 {after:.0%}（{count} 条更正，{folds} 折）。"
+                      "新的读出头已启用。"},
+    "curve_used": {"en": "corrections fitted on", "zh": "参与拟合的更正数"},
+    "curve_right": {"en": "right on held-out corrections", "zh": "未见更正上的正确率"},
+    "readers": {"en": "The model's readers", "zh": "模型读出头"},
     # overview
     "messages_stored": {"en": "Messages stored", "zh": "已存消息"},
     "negative_share": {"en": "Negative share", "zh": "负面占比"},

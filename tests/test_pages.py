@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from db.alerts import list_alerts
 from db.jobs import list_jobs
 from db.models import Alert, AlertEvent, Message
 from db.rules import AlertRule
@@ -101,7 +102,8 @@ def test_chat_stores_the_turn_and_shows_its_label(app_env):
     assert any("positive" in c or "negative" in c for c in values(at.caption))
     assert any("meaningless" in w for w in values(at.warning))  # the tiny model says what it is
     # Named as itself, not as the Qwen2 family its profile borrows; how it runs in words; no path to show.
-    assert any(re.fullmatch(r"Model: tiny-random · built in-process, b?float\d+, CPU", c.replace("\\", ""))
+    assert any(re.fullmatch(r"Model: tiny-random · built in-process, b?float\d+, CPU · labels: zero-shot \(no label "
+                            r"head for these weights yet\)", c.replace("\\", ""))
                for c in values(at.caption)), values(at.caption)
     with reading(app_env) as session:
         (message,) = session.scalars(select(Message)).all()
@@ -446,6 +448,27 @@ def test_a_correction_on_trends_is_stored_with_who_and_changes_the_counts(app_en
         corrected = session.scalars(select(Message).where(Message.human_label.is_not(None))).one()
         assert (corrected.label, corrected.human_label, corrected.corrections[0].by) == ("negative", "positive",
                                                                                         "Local user (local)")
+
+
+def test_a_correction_from_the_chat_badge_opens_the_alert_at_once(app_env):
+    seed_person(app_env, "lou", "+-+-+")  # 2 of 5 negative: neither rule (4 of the last 5; 60% in 7 days) is met
+    with reading(app_env) as session:
+        assert not list_alerts(session)
+    at = open_page("chat")
+    at.selectbox(key="person").set_value("lou").run()
+    choices = at.selectbox(key="chat_fix_message").options
+    assert len(choices) == 5 and "lou says 2" in choices[2]  # newest first
+    with reading(app_env) as session:
+        chosen = session.scalars(select(Message.id).where(Message.text == "lou says 2")).one()
+    at.selectbox(key="chat_fix_message").set_value(chosen).run()
+    at.radio(key="chat_fix_label").set_value("negative").run()
+    at.button(key="chat_fix_save").click().run()
+    assert not at.exception and any("the model's label is kept" in s for s in values(at.success))
+    with reading(app_env) as session:
+        (alert,) = list_alerts(session)
+        corrected = session.scalars(select(Message).where(Message.human_label.is_not(None))).one()
+    assert alert.person.handle == "lou" and alert.status == "open"
+    assert (corrected.text, corrected.label, corrected.human_label) == ("lou says 2", "positive", "negative")
 
 
 def test_a_risk_review_on_trends_opens_and_closes_the_messages_alert_at_once(app_env):
