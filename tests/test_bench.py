@@ -12,8 +12,8 @@ import pytest
 
 from aio_core.backends.seed import seed_classify
 from aio_core.backends.tiny import QWEN15_05B_SHAPE, build_standin_tokenizer
+from aio_core.bench_texts import BENCH_TEXTS, QWEN_TOKENS
 from aio_core.measure.bench import measure_engine, measure_seed
-from aio_core.measure.bench_texts import BENCH_TEXTS, QWEN_TOKENS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"classify_ms_p50", "classify_ms_p90", "bulk_items_per_s", "seed_ms_per_item", "classify_speedup_vs_seed",

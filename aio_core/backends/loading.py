@@ -92,7 +92,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _source_of(name: str) -> tuple[str, Path | None]:
+def source_of(name: str) -> tuple[str, Path | None]:
     if name in (TINY, RANDOM_SHAPE):
         return name, None
     path = Path(name).expanduser()
@@ -109,6 +109,16 @@ def _source_of(name: str) -> tuple[str, Path | None]:
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name:
         raise ModelLoadError(f"AIO_MODEL={name} looks like a path but nothing is there. {FIX}")
     return "hub", None
+
+
+def check_model(settings: Settings) -> str | None:
+    """Without loading anything: the sentence saying `AIO_MODEL` names a file or folder that is not there (or not a
+    model), or None. A hub id is only known to work once it is loaded."""
+    try:
+        source_of(settings.model.strip())
+    except ModelLoadError as error:
+        return str(error)
+    return None
 
 
 def _recorded_name(folder: Path) -> str | None:
@@ -154,7 +164,7 @@ def load_model(settings: Settings) -> LoadedModel:
                          cuda_bf16=device.type == "cuda" and torch.cuda.is_bf16_supported())
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    source, path = _source_of(name)
+    source, path = source_of(name)
     try:
         if source == TINY:
             from aio_core.backends.tiny import build_tiny

@@ -51,10 +51,6 @@ class ServerPrefix:
     ids: list[int]  # the server caches the shared prefix itself (vLLM: automatic prefix caching)
 
 
-def is_server(model: str) -> bool:
-    return model.strip().lower().startswith(SCHEME)
-
-
 class Client:
     """JSON over HTTP to one OpenAI-compatible base URL, with the API key; errors become one sentence."""
 
@@ -279,3 +275,7 @@ class ServerBackend:
                     if stop_at_end and token in stop:
                         return
                     yield int(token)
+
+
+def load_server(settings: Settings) -> ServerBackend:
+    return ServerBackend(settings)

@@ -167,7 +167,7 @@ def build_standin_tokenizer(corpus: Iterable[str] = ()) -> PreTrainedTokenizerFa
     Han characters in groups of up to 7 cut into pairs (2+2+2+1: Qwen averages ~0.6 tokens per Chinese character),
     one token per piece. tests/test_bench.py holds it within 20% of the real tokenizer on every bench text.
     Pieces seen in `corpus` get ids of their own; the rest share an unknown id, which changes nothing about speed."""
-    from aio_core.measure.bench_texts import BENCH_TEXTS
+    from aio_core.bench_texts import BENCH_TEXTS
     from aio_core.prompts import all_prompt_texts
 
     pre = pre_tokenizers.Sequence([

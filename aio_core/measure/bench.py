@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from aio_core.bench_texts import BENCH_TEXTS
 from aio_core.errors import UserError
-from aio_core.measure.bench_texts import BENCH_TEXTS
 from aio_core.settings import Settings
 
 REPLY_TOKENS = 64

@@ -15,7 +15,7 @@ from pathlib import Path
 from aio_core.classify import Sentiment, classify
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from aio_core.measure.domains import KNOWN, LabelledRow, read_labelled, summary
+from aio_core.head_fit import KNOWN, LabelledRow, read_labelled, summary
 from aio_core.prompts import detect_lang
 
 

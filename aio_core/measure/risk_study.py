@@ -20,8 +20,8 @@ import numpy as np
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.engine import Engine
 from aio_core.errors import UserError
+from aio_core.head_fit import features
 from aio_core.heads import features_of
-from aio_core.measure.domains import features
 from aio_core.prompts import detect_lang
 from aio_core.risk import LEVELS, PhraseList, load_phrases
 from aio_core.risk_fit import RiskRow, _fit, out_of_fold, source_weights, thresholds
