@@ -11,8 +11,9 @@ st.navigation has run once in the process, so a bookmark opened first after a st
 import streamlit as st
 
 if __name__ == "__main__":
-    from app_pages.shared import daily_retention, language_picker, resume_jobs, resume_notifications, sweep_uploads
     from app_pages.signin import page_asked_for, viewer
+    from app_pages.state import keep_up
+    from app_pages.widgets import language_picker
     from db.access import PAGES
 
     st.set_page_config(page_title="Qwen All-in-One", page_icon="🧠", layout="wide")
@@ -25,10 +26,7 @@ if __name__ == "__main__":
     }
     language_picker()  # in the entry point, so the choice holds on every page
     who = viewer()
-    daily_retention()
-    sweep_uploads()
-    resume_jobs()
-    resume_notifications()
+    keep_up()  # the job worker, the notification sender, daily retention, the sweep of stale uploads
     allowed = [ALL[name] for name in ALL if name in PAGES[who.role]]
     shown = st.navigation(allowed)
     wanted = page_asked_for()

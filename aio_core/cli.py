@@ -15,16 +15,33 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aio_core.errors import UserError
-from aio_core.settings import REPLY_METHODS, Settings
+from aio_core.settings import DEVICES, DTYPES, REPLY_METHODS, Settings
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def command(name: str) -> Callable:
-    def register(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable:
-        COMMANDS[name] = handler
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    help: str
+    arguments: tuple[tuple[tuple[str, ...], dict], ...]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*names: str, **options: object) -> tuple[tuple[str, ...], dict]:
+    """One argument of a command, as `argparse.add_argument` takes it, declared beside the command's handler."""
+    return names, options
+
+
+def command(name: str, help_text: str, *arguments: tuple[tuple[str, ...], dict]) -> Callable[[Handler], Handler]:
+    """Register a CLI command: its name, its one-line help and its arguments, on the handler that runs it."""
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Command(handler, help_text, arguments)
         return handler
     return register
 
@@ -55,20 +72,20 @@ def _rule(settings: Settings):
     return alert_rule(settings, _db(settings))
 
 
-@command("classify")
+@command("classify", "label texts positive/negative (and store them, source cli)",
+         arg("text", nargs="+", help="texts to label; '-' reads one text per line from stdin"),
+         arg("--json", action="store_true", default=False, help="one JSON object per text"),
+         arg("--person", default=None, help="store the texts as this person's (a handle)"),
+         arg("--no-store", action="store_true", default=False, help="do not store the texts"))
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.workflows import assess, label_fields
-    from db.session import writing
-    from db.store import NewMessage, add_messages
+    from aio_core.workflows import assess, store_assessed
 
     texts = args.text if args.text != ["-"] else [line.rstrip("\n") for line in sys.stdin if line.strip()]
     engine = _engine(settings)
     results = assess(texts, engine=engine)
     if not args.no_store:
-        rows = [NewMessage(text=t, source="cli", person=args.person, author=_actor(), **label_fields(s, engine, r))
-                for t, (s, r) in zip(texts, results, strict=True)]
-        with writing(_db(settings)) as session:
-            add_messages(session, rows, rule=_rule(settings))
+        store_assessed(_db(settings), texts, results, engine=engine, source="cli", person=args.person,
+                       author=_actor(), rule=_rule(settings))
     for text, (s, r) in zip(texts, results, strict=True):
         if args.json:
             print(json.dumps({"text": text, "label": s.label, "confidence": round(s.confidence, 4),
@@ -84,7 +101,11 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("chat")
+@command("chat", "chat in the terminal: label line, then the streamed reply; every turn is stored",
+         arg("--person", default=None, help="who is chatting (a handle); their earlier chat is reloaded"),
+         arg("--temperature", type=float, default=None),
+         arg("--top-p", type=float, default=None),
+         arg("--max-new-tokens", type=int, default=None))
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.compose import KINDS
     from aio_core.reply import ReplyOptions
@@ -113,7 +134,17 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("screen")
+@command("screen", "label every row of a CSV of comments, store it as a batch, write the results",
+         arg("file", help="the CSV (UTF-8, UTF-8 with BOM, UTF-16 or GBK/GB18030)"),
+         arg("--text-column", required=True),
+         arg("--person-column", default=None),
+         arg("--time-column", default=None),
+         arg("-o", "--output", default=None, help="write the input plus label/confidence/uncertain/flagged"),
+         arg("--batch-size", type=int, default=None, help="texts per forward pass (AIO_BATCH_SIZE)"),
+         arg("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+             help="classify on Ray Data (pip install -r requirements-scale.txt): a local Ray started for this "
+                  "run, or the cluster at ADDRESS (auto, HOST:PORT); the store must be a file or PostgreSQL"),
+         arg("--actors", type=int, default=1, help="with --ray: how many model copies work at once"))
 def _screen(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.screening import ScreenOptions, screen_file
 
@@ -142,7 +173,11 @@ def _screen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("jobs")
+@command("jobs", "background screenings queued from the dashboard: list, cancel ID, or run the waiting ones here "
+              "(after a restart, without the dashboard)",
+         arg("action", nargs="?", choices=("list", "cancel", "run"), default="list"),
+         arg("id", nargs="?", type=int, default=None),
+         arg("--all", action="store_true", default=False, help="list: ended jobs of the last day too"))
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.jobs import cancel, run_pending
     from db.jobs import list_jobs
@@ -178,7 +213,12 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("notify")
+@command("notify", "notifications: run the sender (e-mail, webhook, escalations, digests), or send a test",
+         arg("action", choices=("run", "test")),
+         arg("--once", action="store_true", default=False,
+             help="run: one cycle, then exit (for cron or a systemd timer); without it, every 10 seconds"),
+         arg("--to", default=None, metavar="ADDRESS", help="test: send a test e-mail to this address"),
+         arg("--webhook", action="store_true", default=False, help="test: post a test to the webhook"))
 def _notify(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
@@ -204,7 +244,16 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("eval")
+@command("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
+              "and risk recall/false alarms when a risk column is there",
+         arg("file", nargs="+"),
+         arg("--json", action="store_true", default=False, help="print the report as JSON, last line"),
+         arg("--by", choices=("domain",), default=None,
+             help="domain: the leave-one-domain-out report (the same as `study`)"),
+         arg("--prompts", default=None, help=argparse.SUPPRESS),
+         arg("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
+             help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
+                  "only the generated tokens"))
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.evaluate import evaluate, format_report, read_labelled
 
@@ -222,7 +271,21 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("eval-replies")
+@command("eval-replies", "reply quality: make the next turn of each conversation (JSON Lines) and check it; "
+                      "with --labels, count people's rubric verdicts per method",
+         arg("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn; with '
+                          '--labels, a file of --out results with a "rubric" verdict each'),
+         arg("--method", choices=REPLY_METHODS, default=None,
+             help="how replies are made (default AIO_REPLY): reviewed library, library opening + guarded model "
+                  "sentence, or free generation"),
+         arg("--labels", nargs="*", default=None, metavar="FILE",
+             help="more labelled result files; prints harmful and acceptable-or-good rates per method"),
+         arg("--keep-states", action="store_true", default=False,
+             help="keep each candidate's hidden state in --out (to fit a reply judge on)"),
+         arg("--json", action="store_true", default=False, help="print the summary as JSON, last line"),
+         arg("--out", default=None, help="write each conversation with its reply and checks (JSON Lines)"),
+         arg("--seed", type=int, default=1234),
+         arg("--max-new-tokens", type=int, default=None))
 def _eval_replies(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.replies import (
         evaluate_replies,
@@ -258,9 +321,17 @@ def _eval_replies(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("study")
+@command("study", "leave-one-domain-out: prompts, the learned head and corrections, per domain, mean and worst",
+         arg("file", nargs="+", help="labelled CSVs; a domain column, or each file is one domain per language"),
+         arg("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)"),
+         arg("--corrections", default="0,10,20,50",
+             help="corrections from the held-out domain to add to the head (comma list)"),
+         arg("--with-corrections", action="store_true", default=False,
+             help="add the learning curve of the corrections stored in the database (k-fold)"),
+         arg("--json", action="store_true", default=False, help="print the report as JSON, last line"))
 def _study(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.measure.domains import format_study, read_labelled, study
+    from aio_core.head_fit import read_labelled
+    from aio_core.measure.domains import format_study, study
 
     rows = read_labelled(args.file)
     engine = _engine(settings)
@@ -291,7 +362,10 @@ def _study(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("eval-risk")
+@command("eval-risk", "how the engine as it is reads risk in CSVs (text,risk[,risk_category][,kind]): caught, "
+                   "urgent, per category, false alarms, every mistake listed",
+         arg("file", nargs="+"),
+         arg("--json", action="store_true", default=False, help="print the report as JSON, last line"))
 def _eval_risk(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.risk_study import evaluate_risk, format_risk_eval
     from aio_core.risk_fit import read_risk_rows
@@ -304,7 +378,12 @@ def _eval_risk(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("risk-study")
+@command("risk-study", "risk read leave-one-source-out: phrase lists, the risk head and both, per language and "
+                    "category, with false alarms on look-alikes and ordinary text",
+         arg("file", nargs="*", default=[], help="risk CSVs (text,risk,...,source); none = the shipped risk set"),
+         arg("--ordinary", nargs="+", default=None, metavar="CSV",
+             help="files of ordinary non-risk texts never fitted on (e.g. the multi-domain sentiment file)"),
+         arg("--json", action="store_true", default=False, help="print the report as JSON, last line"))
 def _risk_study(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.measure.risk_study import format_risk_study, read_ordinary, risk_study
     from aio_core.risk_fit import read_risk_rows, shipped_files
@@ -328,7 +407,24 @@ def _risk_study(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("fit-head")
+@command("fit-head", "fit the label head (or, with --risk, the risk head; with --situation, the situation "
+                  "head) for these weights and prompt on labelled CSVs (and corrections)",
+         arg("file", nargs="*", default=[], help="labelled CSVs (text,label[,lang][,domain]); none = the "
+                                                  "shipped set of the head being fitted"),
+         arg("--missing", action="store_true", default=False,
+             help="fit every head these weights lack (risk, label, situation) from the shipped sets: what the "
+                  "dashboard does in the background at its first start"),
+         arg("--judge", action="store_true", default=False,
+             help="fit the reply judge on candidate sentences labelled with the rubric (JSON Lines)"),
+         arg("--situation", action="store_true", default=False,
+             help="fit the situation head (what a message is about, for the reply's opening) on "
+                  "text,lang,situation,source CSVs"),
+         arg("--risk", action="store_true", default=False,
+             help="fit the risk head on risk CSVs (text,risk[,risk_category][,lang][,kind][,source])"),
+         arg("--with-corrections", action="store_true", default=False,
+             help="add the corrections (with --risk: the risk reviews) stored in the database, weighted above "
+                  "file rows"),
+         arg("--json", action="store_true", default=False))
 def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
     if args.risk:
         return _fit_risk_head(args, settings)
@@ -338,8 +434,8 @@ def _fit_head(args: argparse.Namespace, settings: Settings) -> int:
         return _fit_judge(args, settings)
     if args.missing:
         return _fit_missing(args, settings)
+    from aio_core.head_fit import read_labelled
     from aio_core.heads import shipped_files
-    from aio_core.measure.domains import read_labelled
     from aio_core.workflows.learning import fit_label_head
 
     total = len(read_labelled(args.file or shipped_files()))
@@ -457,25 +553,33 @@ def _fit_risk_head(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("correct")
+@command("correct", "correct a stored message's label (or undo a correction); alerts follow at once",
+         arg("id", type=int, help="message id (with --undo: correction id)"),
+         arg("label", nargs="?", choices=("positive", "negative"), default=None),
+         arg("--by", required=True, help="who corrects (kept in the history)"),
+         arg("--note", default=""),
+         arg("--undo", action="store_true", default=False))
 def _correct(args: argparse.Namespace, settings: Settings) -> int:
-    from db.corrections import correct_label, undo_correction
-    from db.session import writing
+    from aio_core.workflows.alerts import correct_label, undo_correction
 
     if not args.undo and args.label is None:
         raise UserError("Give the right label: python -m aio_core correct MESSAGE_ID positive|negative --by NAME.")
-    with writing(_db(settings)) as session:
-        if args.undo:
-            done = undo_correction(session, args.id, by=args.by, rule=_rule(settings))
-            print(f"undid correction {done.id} of message {done.message_id}")
-        else:
-            done = correct_label(session, args.id, args.label, by=args.by, rule=_rule(settings), note=args.note)
-            print(f"message {done.message_id}: {done.from_label} -> {done.to_label} (correction {done.id}); its "
-                  f"person's alerts were re-evaluated")
+    if args.undo:
+        done = undo_correction(_db(settings), args.id, by=args.by, rule=_rule(settings))
+        print(f"undid correction {done.id} of message {done.message_id}")
+    else:
+        done = correct_label(_db(settings), args.id, args.label, by=args.by, rule=_rule(settings), note=args.note)
+        print(f"message {done.message_id}: {done.from_label} -> {done.to_label} (correction {done.id}); its "
+              f"person's alerts were re-evaluated")
     return 0
 
 
-@command("rescore")
+@command("rescore", "label a batch's or a person's stored messages again (old labels kept as versions)",
+         arg("--batch", type=int, default=None),
+         arg("--person", default=None),
+         arg("--zero-shot", action="store_true", default=False,
+             help="every message these weights labelled zero-shot (before their head was fitted)"),
+         arg("--by", required=True))
 def _rescore(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.learning import rescore
 
@@ -495,12 +599,25 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-@command("user")
+@command("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password, "
+              "set-email",
+         arg("action", choices=("add", "list", "disable", "enable", "set-role", "set-groups", "set-password",
+                                "set-email")),
+         arg("name", nargs="?", default=None),
+         arg("--role", default=None, help="admin | counsellor | teacher | moderator | student"),
+         arg("--groups", default=None, help="comma-separated groups (classes) the user is responsible for"),
+         arg("--person", default=None, help="a student's own handle"),
+         arg("--display-name", default=None),
+         arg("--password", default=None, help="asked for when not given (keeps it out of shell history)"),
+         arg("--email", default=None, help="the account's address: where its notifications go, and what the "
+                                           "school's sign-in (OIDC) presents for it; with it and no --password, "
+                                           "the account signs in that way only"))
 def _user(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
-    from db.session import reading, writing
-    from db.users import add_user, list_users, set_disabled, set_email, set_groups, set_password, set_role
+    from aio_core.workflows.accounts import add_account, change_account
+    from db.session import reading
+    from db.users import list_users
 
     db, actor = _db(settings), _actor()
     groups = tuple(g.strip() for g in (args.groups or "").split(",") if g.strip())
@@ -512,45 +629,45 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if not args.name:
         raise UserError(f"Say which user: python -m aio_core user {args.action} NAME.")
-    with writing(db) as session:
-        if args.action == "add":
-            if not args.role:
-                raise UserError("Give the new user a role: --role admin|counsellor|teacher|moderator|student.")
-            password = None if args.email and not args.password else (
-                args.password or getpass.getpass(f"password for {args.name}: "))
-            add_user(session, args.name, password, role=args.role, by=actor, display_name=args.display_name or "",
-                     groups=groups, person=args.person, email=args.email)
-        elif args.action in ("disable", "enable"):
-            set_disabled(session, args.name, args.action == "disable", by=actor)
-        elif args.action == "set-role":
-            set_role(session, args.name, args.role or "", by=actor)
-        elif args.action == "set-groups":
-            set_groups(session, args.name, groups, by=actor)
-        elif args.action == "set-email":
-            set_email(session, args.name, args.email, by=actor)
-        elif args.action == "set-password":
-            set_password(session, args.name, args.password or getpass.getpass(f"new password for {args.name}: "),
-                         by=actor)
+    if args.action == "add":
+        if not args.role:
+            raise UserError("Give the new user a role: --role admin|counsellor|teacher|moderator|student.")
+        password = None if args.email and not args.password else (
+            args.password or getpass.getpass(f"password for {args.name}: "))
+        add_account(db, args.name, password, role=args.role, by=actor, display_name=args.display_name or "",
+                    groups=groups, person=args.person, email=args.email)
+    elif args.action in ("disable", "enable"):
+        change_account(db, args.name, by=actor, disabled=args.action == "disable")
+    elif args.action == "set-role":
+        change_account(db, args.name, by=actor, role=args.role or "")
+    elif args.action == "set-groups":
+        change_account(db, args.name, by=actor, groups=groups)
+    elif args.action == "set-email":
+        change_account(db, args.name, by=actor, email=args.email, clear_email=args.email is None)
+    elif args.action == "set-password":
+        change_account(db, args.name, by=actor,
+                       password=args.password or getpass.getpass(f"new password for {args.name}: "))
     print(f"user {args.action}: {args.name} done")
     return 0
 
 
-@command("audit")
+@command("audit", "the audit log as CSV (newest first)",
+         arg("--limit", type=int, default=10000),
+         arg("--action", default=None, help="only this action, e.g. signin.failed"))
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from aio_core.csvfile import csv_bytes
-    from db.privacy import audit, read_audit
-    from db.session import writing
+    from aio_core.workflows.exports import audit_export, record_download
 
-    with writing(_db(settings)) as session:
-        events = read_audit(session, limit=args.limit, action=args.action)
-        rows = [[e.at.isoformat(sep=" ", timespec="seconds"), e.actor, e.action, e.target or "", e.detail or ""]
-                for e in events]
-        audit(session, _actor(), "export.audit", detail=f"{len(rows)} events")
-    sys.stdout.buffer.write(csv_bytes(["at", "who", "action", "target", "detail"], rows))
+    db = _db(settings)
+    export = audit_export(db, limit=args.limit, action=args.action)
+    record_download(db, _actor(), export)
+    sys.stdout.buffer.write(export.data)
     return 0
 
 
-@command("bench")
+@command("bench", "speed and memory, with the seed article's method as baseline in the same run",
+         arg("--json", action="store_true", default=False, help="print the figures as JSON, last line"),
+         arg("--quick", action="store_true", default=False, help="about a minute instead of five"),
+         arg("--phase", choices=("engine", "seed"), default=None, help=argparse.SUPPRESS))
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.backends.loading import RANDOM_SHAPE
     from aio_core.measure.bench import PHASES, format_bench, run_bench
@@ -567,7 +684,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("label-pending")
+@command("label-pending", "label the messages stored while no model was available")
 def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.conversation import label_pending
 
@@ -576,22 +693,23 @@ def _label_pending(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("export-person")
+@command("export-person", "print everything stored about one person as JSON (privacy request)",
+         arg("handle"))
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from db.privacy import audit, export_person
-    from db.session import writing
+    from aio_core.workflows.exports import record_download
+    from aio_core.workflows.privacy import person_export
 
-    with writing(_db(settings)) as session:
-        data = export_person(session, args.handle)
-        if data is not None:
-            audit(session, _actor(), "export.person", args.handle)
-    if data is None:
+    db = _db(settings)
+    export = person_export(db, args.handle)
+    if export is None:
         raise UserError(f"Nobody with the handle {args.handle!r} is stored.")
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    record_download(db, _actor(), export)
+    print(export.data.decode("utf-8"))
     return 0
 
 
-@command("erase-person")
+@command("erase-person", "delete one person, their messages and alerts (privacy request)",
+         arg("handle"))
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.privacy import erase
 
@@ -602,7 +720,10 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("demo")
+@command("demo", "fill an empty store with a simulated class (clearly marked) so every page has data",
+         arg("--people", type=int, default=12),
+         arg("--weeks", type=int, default=6),
+         arg("--seed", type=int, default=7))
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from aio_core.workflows.demo import fill_demo
 
@@ -614,8 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS everywhere: a flag given before the subcommand must not be reset by the subcommand's copy of it.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--model", help="hub id, model folder, .gguf file or tiny-random (AIO_MODEL)")
-    common.add_argument("--device", choices=("auto", "cpu", "cuda"), help="AIO_DEVICE")
-    common.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), help="AIO_DTYPE")
+    common.add_argument("--device", choices=DEVICES, help="AIO_DEVICE")
+    common.add_argument("--dtype", choices=DTYPES, help="AIO_DTYPE")
     common.add_argument("--threads", type=int, help="CPU threads, 0 = all (AIO_THREADS)")
     common.add_argument("--db", dest="db_url", help="SQLAlchemy database URL (AIO_DB_URL)")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens, with tracebacks")
@@ -623,144 +744,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="One small Qwen model as a sentiment analyst and a warm assistant.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_text, description=help_text,
-                              argument_default=argparse.SUPPRESS)
-
-    p = add("classify", "label texts positive/negative (and store them, source cli)")
-    p.add_argument("text", nargs="+", help="texts to label; '-' reads one text per line from stdin")
-    p.add_argument("--json", action="store_true", default=False, help="one JSON object per text")
-    p.add_argument("--person", default=None, help="store the texts as this person's (a handle)")
-    p.add_argument("--no-store", action="store_true", default=False, help="do not store the texts")
-    p = add("chat", "chat in the terminal: label line, then the streamed reply; every turn is stored")
-    p.add_argument("--person", default=None, help="who is chatting (a handle); their earlier chat is reloaded")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p = add("screen", "label every row of a CSV of comments, store it as a batch, write the results")
-    p.add_argument("file", help="the CSV (UTF-8, UTF-8 with BOM, UTF-16 or GBK/GB18030)")
-    p.add_argument("--text-column", required=True)
-    p.add_argument("--person-column", default=None)
-    p.add_argument("--time-column", default=None)
-    p.add_argument("-o", "--output", default=None, help="write the input plus label/confidence/uncertain/flagged")
-    p.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (AIO_BATCH_SIZE)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="classify on Ray Data (pip install -r requirements-scale.txt): a local Ray started for this "
-                        "run, or the cluster at ADDRESS (auto, HOST:PORT); the store must be a file or PostgreSQL")
-    p.add_argument("--actors", type=int, default=1, help="with --ray: how many model copies work at once")
-    p = add("jobs", "background screenings queued from the dashboard: list, cancel ID, or run the waiting ones here "
-                    "(after a restart, without the dashboard)")
-    p.add_argument("action", nargs="?", choices=("list", "cancel", "run"), default="list")
-    p.add_argument("id", nargs="?", type=int, default=None)
-    p.add_argument("--all", action="store_true", default=False, help="list: ended jobs of the last day too")
-    p = add("notify", "notifications: run the sender (e-mail, webhook, escalations, digests), or send a test")
-    p.add_argument("action", choices=("run", "test"))
-    p.add_argument("--once", action="store_true", default=False,
-                   help="run: one cycle, then exit (for cron or a systemd timer); without it, every 10 seconds")
-    p.add_argument("--to", default=None, metavar="ADDRESS", help="test: send a test e-mail to this address")
-    p.add_argument("--webhook", action="store_true", default=False, help="test: post a test to the webhook")
-    p = add("eval", "accuracy on labelled CSVs (text,label[,lang][,domain][,risk]): per language and per domain, "
-                    "and risk recall/false alarms when a risk column is there")
-    p.add_argument("file", nargs="+")
-    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p.add_argument("--by", choices=("domain",), default=None,
-                   help="domain: the leave-one-domain-out report (the same as `study`)")
-    p.add_argument("--prompts", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--method", choices=("engine", "seed", "seed-fixed"), default="engine",
-                   help="seed: the seed article's method as written (for comparison); seed-fixed: the same, reading "
-                        "only the generated tokens")
-    p = add("eval-replies", "reply quality: make the next turn of each conversation (JSON Lines) and check it; "
-                            "with --labels, count people's rubric verdicts per method")
-    p.add_argument("file", help='one {"lang": "en"|"zh", "messages": [...]} per line, ending with a user turn; with '
-                                '--labels, a file of --out results with a "rubric" verdict each')
-    p.add_argument("--method", choices=REPLY_METHODS, default=None,
-                   help="how replies are made (default AIO_REPLY): reviewed library, library opening + guarded model "
-                        "sentence, or free generation")
-    p.add_argument("--labels", nargs="*", default=None, metavar="FILE",
-                   help="more labelled result files; prints harmful and acceptable-or-good rates per method")
-    p.add_argument("--keep-states", action="store_true", default=False,
-                   help="keep each candidate's hidden state in --out (to fit a reply judge on)")
-    p.add_argument("--json", action="store_true", default=False, help="print the summary as JSON, last line")
-    p.add_argument("--out", default=None, help="write each conversation with its reply and checks (JSON Lines)")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p = add("study", "leave-one-domain-out: prompts, the learned head and corrections, per domain, mean and worst")
-    p.add_argument("file", nargs="+", help="labelled CSVs; a domain column, or each file is one domain per language")
-    p.add_argument("--prompts", default="v1-plain,v4-feels-masked", help="prompt versions to compare (comma list)")
-    p.add_argument("--corrections", default="0,10,20,50",
-                   help="corrections from the held-out domain to add to the head (comma list)")
-    p.add_argument("--with-corrections", action="store_true", default=False,
-                   help="add the learning curve of the corrections stored in the database (k-fold)")
-    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p = add("eval-risk", "how the engine as it is reads risk in CSVs (text,risk[,risk_category][,kind]): caught, "
-                         "urgent, per category, false alarms, every mistake listed")
-    p.add_argument("file", nargs="+")
-    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p = add("risk-study", "risk read leave-one-source-out: phrase lists, the risk head and both, per language and "
-                          "category, with false alarms on look-alikes and ordinary text")
-    p.add_argument("file", nargs="*", default=[], help="risk CSVs (text,risk,...,source); none = the shipped risk set")
-    p.add_argument("--ordinary", nargs="+", default=None, metavar="CSV",
-                   help="files of ordinary non-risk texts never fitted on (e.g. the multi-domain sentiment file)")
-    p.add_argument("--json", action="store_true", default=False, help="print the report as JSON, last line")
-    p = add("fit-head", "fit the label head (or, with --risk, the risk head; with --situation, the situation "
-                        "head) for these weights and prompt on labelled CSVs (and corrections)")
-    p.add_argument("file", nargs="*", default=[], help="labelled CSVs (text,label[,lang][,domain]); none = the "
-                                                        "shipped set of the head being fitted")
-    p.add_argument("--missing", action="store_true", default=False,
-                   help="fit every head these weights lack (risk, label, situation) from the shipped sets: what the "
-                        "dashboard does in the background at its first start")
-    p.add_argument("--judge", action="store_true", default=False,
-                   help="fit the reply judge on candidate sentences labelled with the rubric (JSON Lines)")
-    p.add_argument("--situation", action="store_true", default=False,
-                   help="fit the situation head (what a message is about, for the reply's opening) on "
-                        "text,lang,situation,source CSVs")
-    p.add_argument("--risk", action="store_true", default=False,
-                   help="fit the risk head on risk CSVs (text,risk[,risk_category][,lang][,kind][,source])")
-    p.add_argument("--with-corrections", action="store_true", default=False,
-                   help="add the corrections (with --risk: the risk reviews) stored in the database, weighted above "
-                        "file rows")
-    p.add_argument("--json", action="store_true", default=False)
-    p = add("correct", "correct a stored message's label (or undo a correction); alerts follow at once")
-    p.add_argument("id", type=int, help="message id (with --undo: correction id)")
-    p.add_argument("label", nargs="?", choices=("positive", "negative"), default=None)
-    p.add_argument("--by", required=True, help="who corrects (kept in the history)")
-    p.add_argument("--note", default="")
-    p.add_argument("--undo", action="store_true", default=False)
-    p = add("rescore", "label a batch's or a person's stored messages again (old labels kept as versions)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--person", default=None)
-    p.add_argument("--zero-shot", action="store_true", default=False,
-                   help="every message these weights labelled zero-shot (before their head was fitted)")
-    p.add_argument("--by", required=True)
-    p = add("user", "accounts for the dashboard: add, list, disable, enable, set-role, set-groups, set-password, "
-                    "set-email")
-    p.add_argument("action", choices=("add", "list", "disable", "enable", "set-role", "set-groups", "set-password",
-                                      "set-email"))
-    p.add_argument("name", nargs="?", default=None)
-    p.add_argument("--role", default=None, help="admin | counsellor | teacher | moderator | student")
-    p.add_argument("--groups", default=None, help="comma-separated groups (classes) the user is responsible for")
-    p.add_argument("--person", default=None, help="a student's own handle")
-    p.add_argument("--display-name", default=None)
-    p.add_argument("--password", default=None, help="asked for when not given (keeps it out of shell history)")
-    p.add_argument("--email", default=None, help="the account's address: where its notifications go, and what the "
-                                                 "school's sign-in (OIDC) presents for it; with it and no --password, "
-                                                 "the account signs in that way only")
-    p = add("audit", "the audit log as CSV (newest first)")
-    p.add_argument("--limit", type=int, default=10000)
-    p.add_argument("--action", default=None, help="only this action, e.g. signin.failed")
-    p = add("bench", "speed and memory, with the seed article's method as baseline in the same run")
-    p.add_argument("--json", action="store_true", default=False, help="print the figures as JSON, last line")
-    p.add_argument("--quick", action="store_true", default=False, help="about a minute instead of five")
-    p.add_argument("--phase", choices=("engine", "seed"), default=None, help=argparse.SUPPRESS)
-    add("label-pending", "label the messages stored while no model was available")
-    p = add("export-person", "print everything stored about one person as JSON (privacy request)")
-    p.add_argument("handle")
-    p = add("erase-person", "delete one person, their messages and alerts (privacy request)")
-    p.add_argument("handle")
-    p = add("demo", "fill an empty store with a simulated class (clearly marked) so every page has data")
-    p.add_argument("--people", type=int, default=12)
-    p.add_argument("--weeks", type=int, default=6)
-    p.add_argument("--seed", type=int, default=7)
+    for name, declared in COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=declared.help, description=declared.help,
+                           argument_default=argparse.SUPPRESS)
+        for names, options in declared.arguments:
+            p.add_argument(*names, **options)
     return parser
 
 
@@ -784,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
                                      dtype=getattr(args, "dtype", None), threads=getattr(args, "threads", None),
                                      db_url=getattr(args, "db_url", None),
                                      batch_size=getattr(args, "batch_size", None))
-        return COMMANDS[args.command](args, settings)
+        return COMMANDS[args.command].handler(args, settings)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

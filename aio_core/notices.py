@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from db.digests import GroupDigest
 from db.outbox import AlertFacts
+from db.rules import negative_share
 
 CATEGORY = {"self-harm": {"en": "self-harm", "zh": "自伤/自杀"},
             "harm-to-others": {"en": "harm to others", "zh": "伤害他人"},
@@ -124,7 +125,7 @@ def digest_email(digests: list[GroupDigest], *, frequency: str, start: datetime,
     subject = _t("digest_subject", lang, frequency=_t(frequency, lang), groups=", ".join(d.group for d in digests),
                  start=_when(start), end=_when(end))
     lines = [_t("digest_line", lang, group=d.group, messages=d.messages, negatives=d.negatives,
-                share=f"{d.negatives / d.labelled:.0%}" if d.labelled else "-", new=d.new_alerts,
+                share=f"{negative_share(d.negatives, d.labelled):.0%}" if d.labelled else "-", new=d.new_alerts,
                 open=d.open_alerts, turned=d.turned) for d in digests]
     body = "\n".join(lines) + "\n\n" + _t("digest_open", lang, link=link) + "\n" + _t("digest_private", lang)
     return subject, body + "\n"

@@ -20,6 +20,7 @@ from aio_core.errors import UserError
 from aio_core.prompts import assistant_system_prompt, detect_lang
 from aio_core.settings import Settings
 from aio_core.templating import Message, Tokenizer, clip, encode_chat, encode_content
+from db.labels import RISKY
 
 _MARKUP_TOKENS = 8  # per turn: <|im_start|>role\n ... <|im_end|>\n
 
@@ -148,7 +149,7 @@ def _safe_messages(path: str) -> dict:
     where = Path(path) if path else SAFE_MESSAGES
     try:
         found = json.loads(where.read_text(encoding="utf-8"))
-        for level in ("urgent", "concern"):
+        for level in RISKY:
             for lang in ("en", "zh"):
                 found["messages"][level][lang].format(helpline="")
                 found["helpline"][lang].format()

@@ -29,9 +29,10 @@ from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.evasion import plain_forms
 from aio_core.risk_head import CATEGORIES
+from db.labels import RISK_LEVELS
 
 BUILT_IN = Path(__file__).resolve().parent / "data" / "risk_phrases.json"
-LEVELS = ("none", "concern", "urgent")
+LEVELS = RISK_LEVELS
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from aio_core.heads import features_of
 from aio_core.probes import Probe, fit_linear, fit_network
 from aio_core.prompts import detect_lang
 from aio_core.risk_head import CATEGORIES, RiskHead, category_index, threshold
+from db.labels import RISK_LEVELS
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "risk"
-LEVELS = ("none", "concern", "urgent")
+LEVELS = RISK_LEVELS
 KINDS = ("indirect", "explicit", "risk", "lookalike", "ordinary")
 CORRECTIONS_SOURCE = "corrections"
 CORRECTION_WEIGHT = 5.0  # one counsellor's review weighs as much as five rows of a source (as for the label head)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from aio_core.channels import is_loopback
 from aio_core.errors import UserError
+from db.rules import AlertRule
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -31,6 +32,11 @@ class SettingsError(UserError, ValueError):
 
 
 REPLY_METHODS = ("library", "guarded", "free")  # how chat replies are made (aio_core/compose.py)
+
+
+_RULE = AlertRule()  # the rule's defaults, defined once
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,14 @@ class Settings:
     ui_lang: str = "en"  # en | zh
     auth: str = "local"  # local = sign in with an account (users in the database) | off = a single-user laptop only
     session_hours: int = 8  # a dashboard sign-in expires after this many hours
-    alert_last_n: int = 5  # rule 1: at least alert_last_k of the last alert_last_n messages are negative
-    alert_last_k: int = 4
-    alert_days: int = 7  # rule 2: over the last alert_days days, at least alert_share of
-    alert_share: float = 0.6  # at least alert_min_messages messages are negative
-    alert_min_messages: int = 5
+    # The alert rule (db/rules.py, which holds its defaults): rule 1, at least alert_last_k of the last alert_last_n
+    # messages are negative; rule 2, over the last alert_days days at least alert_share of at least
+    # alert_min_messages messages are.
+    alert_last_n: int = _RULE.last_n
+    alert_last_k: int = _RULE.last_k
+    alert_days: int = _RULE.days
+    alert_share: float = _RULE.share
+    alert_min_messages: int = _RULE.min_messages
     # Notifications (aio_core/workflows/notify.py). Kept out of repr: the URL carries the mail password.
     smtp_url: str = dataclasses.field(default="", repr=False)  # smtp://u:p@host:587 (STARTTLS) | smtps:// | "" = off
     smtp_from: str = ""  # the From address of notifications, e.g. "Wellbeing monitor <monitor@school.example>"
@@ -80,7 +89,7 @@ class Settings:
     dashboard_url: str = "http://localhost:8501"  # the address people open the dashboard at (links in notices)
 
     def __post_init__(self) -> None:
-        choices = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "bfloat16", "float16", "float32"),
+        choices = {"device": DEVICES, "dtype": DTYPES,
                    "ui_lang": ("en", "zh"), "head": ("auto", "off"), "autofit": ("on", "off"),
                    "risk": ("auto", "phrases", "off"), "auth": ("local", "off"),
                    "reply": REPLY_METHODS}

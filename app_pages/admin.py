@@ -2,38 +2,25 @@
 lists, digests, the outbox), privacy requests (export, erase) and the audit log. Every change here is logged with the
 signed-in admin's name."""
 
-import json
 from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
-from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.accounts import add_account, change_account, save_setting
+from aio_core.workflows.exports import audit_export, audit_rows, record_download
 from aio_core.workflows.learning import LEARN_FOLDS, learn_from_corrections
-from aio_core.workflows.notify_setup import notify_status, save_notification_settings
-from aio_core.workflows.privacy import apply_retention, erase
-from app_pages.shared import (
-    database,
-    flash,
-    loaded_model,
-    md,
-    page,
-    read,
-    readers_panel,
-    settings,
-    show_model_line,
-    t,
-    words,
-    write,
-)
+from aio_core.workflows.notify_setup import notify_status, save_escalation_list, save_notification_settings
+from aio_core.workflows.privacy import apply_retention, erase, person_export
+from app_pages.state import act, database, flash, loaded_model, read, settings
 from app_pages.strings import STRINGS
+from app_pages.text import md, t, words
+from app_pages.widgets import page, readers_panel, show_model_line
 from db.access import ROLES
 from db.corrections import corrections_count
-from db.escalation import set_escalation_list
-from db.privacy import audit, export_person, read_audit
 from db.reports import groups
-from db.users import add_user, get_setting, list_users, set_disabled, set_groups, set_role, set_setting
+from db.users import get_setting, list_users
 
 who = page("admin")
 
@@ -50,12 +37,10 @@ else:
     if st.button(t("learn_button"), key="learn", disabled=taught == 0):
         try:
             with st.spinner(t("learn_title")):
-                learned = learn_from_corrections(engine=engine, db=database())
+                learned = learn_from_corrections(engine=engine, db=database(), by=who.username)
         except USER_ERRORS as error:
             st.error(md(error))
         else:
-            write(audit, who.username, "head.learn", learned.head.head_id,
-                  f"{learned.corrections} corrections; k-fold {learned.before:.3f} -> {learned.after:.3f}")
             st.success(t("learned", before=learned.before, after=learned.after, count=learned.corrections,
                          folds=learned.folds))
             st.dataframe(pd.DataFrame([{t("curve_used"): n, t("curve_right"): accuracy}
@@ -85,8 +70,8 @@ with st.expander(t("add_user")):
         chosen = st.multiselect(t("groups"), known_groups, key="new_user_groups", accept_new_options=True,
                                 placeholder=t("choose_options"))
         person = st.text_input(t("student_person"), key="new_user_person")
-        if st.form_submit_button(t("add_user")) and write(
-                add_user, username, password or (None if email.strip() else ""), role=role, by=who.username,
+        if st.form_submit_button(t("add_user")) and act(
+                add_account, username, password or (None if email.strip() else ""), role=role, by=who.username,
                 display_name=display, groups=tuple(chosen), person=person.strip() or None,
                 email=email.strip() or None) is not None:
             # Drawn again, so the accounts table above lists the new account; the form is emptied (the password
@@ -114,13 +99,11 @@ if users:
             changes.append(t("change_groups_to", old=", ".join(current) or "–", new=", ".join(new_groups) or "–"))
         st.caption(t("will_change", name=name, what="; ".join(changes)) if changes else t("nothing_to_change"))
         if columns[2].button(t("save"), key="save_user", disabled=not changes):
-            if new_role != user.role:
-                write(set_role, name, new_role, by=who.username)
-            if sorted(new_groups) != sorted(current):
-                write(set_groups, name, tuple(new_groups), by=who.username)
+            act(change_account, name, by=who.username, role=new_role if new_role != user.role else None,
+                groups=tuple(new_groups) if sorted(new_groups) != sorted(current) else None)
             st.rerun()
         if name != who.username and st.button(t("enable") if user.disabled else t("disable"), key="toggle_user"):
-            write(set_disabled, name, not user.disabled, by=who.username)
+            act(change_account, name, by=who.username, disabled=not user.disabled)
             st.rerun()
 
 st.subheader(t("privacy_settings"))
@@ -130,8 +113,8 @@ teachers_read = columns[0].toggle(t("teachers_read"), value=read(get_setting, "t
 retention = columns[1].number_input(t("retention_days"), 0, 36500, int(read(get_setting, "retention_days")),
                                     key="retention_days")
 if st.button(t("save"), key="save_settings"):
-    write(set_setting, "teachers_read_messages", "yes" if teachers_read else "no", by=who.username)
-    write(set_setting, "retention_days", str(int(retention)), by=who.username)
+    act(save_setting, "teachers_read_messages", "yes" if teachers_read else "no", by=who.username)
+    act(save_setting, "retention_days", str(int(retention)), by=who.username)
     if retention:
         try:
             removed = apply_retention(database(), int(retention), by=who.username)
@@ -167,8 +150,8 @@ with st.expander(t("escalation_lists")):
         chosen = st.multiselect(t("escalation_contacts"), list(status.contacts), default=current,
                                 format_func=status.contacts.get, key=f"escalation_{group}",
                                 placeholder=t("choose_options"))
-        if st.button(t("save"), key="save_escalation", disabled=chosen == current) and write(
-                set_escalation_list, group, chosen, by=who.username) is not None:
+        if st.button(t("save"), key="save_escalation", disabled=chosen == current) and act(
+                save_escalation_list, group, chosen, by=who.username) is not None:
             flash(t("escalation_saved", group=group, names=", ".join(chosen) or "–"))
             st.rerun()
 with st.expander(t("digests_and_text")):
@@ -204,13 +187,13 @@ st.dataframe(pd.DataFrame([[n.created_at, t(f"outbox_kind_{n.kind}"), n.alert_id
 st.subheader(t("privacy_requests"))
 handle = st.text_input(t("person_handle"), key="privacy_handle").strip()
 if handle:
-    data = read(export_person, handle)
-    if data is None:
+    person_file = act(person_export, handle)
+    if person_file is None:
         st.warning(t("no_such_person", handle=handle))
     else:
-        st.download_button(t("export_person"), json.dumps(data, ensure_ascii=False, indent=2),
-                           file_name=f"{handle}.json", mime="application/json", key="export_person",
-                           on_click=lambda: write(audit, who.username, "export.person", handle))
+        st.download_button(t("export_person"), person_file.data, file_name=person_file.file_name,
+                           mime="application/json", key="export_person",
+                           on_click=lambda: act(record_download, who.username, person_file))
         confirm = st.text_input(t("erase_confirm", handle=handle), key="erase_confirm")
         if st.button(t("erase_person"), key="erase_person", type="primary", disabled=confirm.strip() != handle):
             try:  # no copy of the erased text left in the database file, nor their name in the audit log
@@ -222,14 +205,13 @@ if handle:
                     st.success(t("erased", handle=handle, what=", ".join(f"{n} {k}" for k, n in deleted.items())))
 
 st.subheader(t("audit_log"))
-events = read(read_audit, limit=2000)
-table = [[e.at, e.actor, e.action, e.target or "", e.detail or ""] for e in events]
-AUDIT_COLUMNS = ["at", "who", "action", "target", "detail"]  # the download's headers; the table's are translated
+table = act(audit_rows, limit=2000) or []
 # The action's name stays (it is what the CLI's `audit --action` filters on), with what it means beside it.
 st.dataframe(pd.DataFrame([[at, by, words(f"audit_does_{action}") if f"audit_does_{action}" in STRINGS else "",
                             action, target, detail] for at, by, action, target, detail in table],
                           columns=[t(f"audit_{c}") for c in ("at", "who", "what", "action", "target", "detail")]),
              hide_index=True, key="audit")
-st.download_button(t("export_audit"), csv_bytes(AUDIT_COLUMNS, table),
-                   file_name="audit.csv", mime="text/csv", key="export_audit",
-                   on_click=lambda: write(audit, who.username, "export.audit"))
+audit_file = act(audit_export, limit=2000)
+if audit_file is not None:
+    st.download_button(t("export_audit"), audit_file.data, file_name=audit_file.file_name, mime="text/csv",
+                       key="export_audit", on_click=lambda: act(record_download, who.username, audit_file))

@@ -12,27 +12,10 @@ from aio_core.classify import seed_line
 from aio_core.settings import MAX_TEXT_CHARS
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import start_turn
-from app_pages.shared import (
-    can,
-    correction_form,
-    database,
-    label_badge,
-    lang,
-    md,
-    model,
-    page,
-    plain,
-    plain_stream,
-    read,
-    risk_badge,
-    rule,
-    show_model_line,
-    show_model_problem,
-    t,
-    words,
-    write,
-)
-from db.privacy import audit
+from aio_core.workflows.privacy import viewed_person
+from app_pages.state import act, can, database, model, read, rule
+from app_pages.text import label_badge, lang, md, plain, plain_stream, risk_badge, t, words
+from app_pages.widgets import correction_form, page, show_model_line, show_model_problem
 from db.reports import person_names
 from db.store import chat_history, list_people
 
@@ -70,7 +53,7 @@ else:
     else:
         handle = choice
         if st.session_state.get("_viewed") != (who.username, handle):
-            write(audit, who.username, "view.person", handle)
+            act(viewed_person, who.username, handle)
             st.session_state["_viewed"] = (who.username, handle)
 
 

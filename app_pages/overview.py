@@ -7,26 +7,9 @@ import streamlit as st
 from aio_core.workflows import USER_ERRORS
 from aio_core.workflows.conversation import label_pending
 from aio_core.workflows.demo import fill_demo
-from app_pages.shared import (
-    can,
-    database,
-    filter_bar,
-    flash,
-    loaded_model,
-    md,
-    model,
-    page,
-    people_table,
-    read,
-    readers_panel,
-    risk_badge,
-    rule,
-    said,
-    show_model_line,
-    show_model_problem,
-    t,
-    window,
-)
+from app_pages.state import can, database, flash, loaded_model, model, read, rule
+from app_pages.text import md, risk_badge, said, t, window
+from app_pages.widgets import filter_bar, page, people_table, readers_panel, show_model_line, show_model_problem
 from db.reports import overview_report
 
 who = page("overview")

@@ -7,24 +7,12 @@ from aio_core.backends import missing_model
 from aio_core.columns import column_samples
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.workflows import USER_ERRORS
-from aio_core.workflows.jobs import cancel, submit
-from aio_core.workflows.screening import ScreenOptions, batch_csv, guess_columns
-from app_pages.shared import (
-    correction_form,
-    database,
-    duration,
-    loaded_model,
-    md,
-    model,
-    page,
-    read,
-    settings,
-    show_model_line,
-    show_model_problem,
-    t,
-    uploaded_path,
-    words,
-)
+from aio_core.workflows.exports import batch_export, record_batch_download
+from aio_core.workflows.jobs import cancel_for, may_cancel, submit
+from aio_core.workflows.screening import ScreenOptions, guess_columns
+from app_pages.state import act, database, loaded_model, model, read, settings, uploaded_path
+from app_pages.text import duration, md, t, words
+from app_pages.widgets import correction_form, page, show_model_line, show_model_problem
 from db.batches import BatchView, batch_rows, count_rows, list_batches
 from db.jobs import JobView, list_jobs
 
@@ -112,9 +100,9 @@ def show_job(job: JobView) -> None:
     columns = st.columns([6, 1], vertical_alignment="bottom")
     # The bar is what is kept: rows stored in whole chunks, the number a cancel reports; labelling runs ahead of it.
     columns[0].progress(job.rows_stored / max(job.rows, 1), text=line)
-    if job.status in ("queued", "running") and (who.role == "admin" or job.owner == who.username):
-        columns[1].button(t("job_cancel"), key=f"cancel_job_{job.id}", on_click=cancel, args=(job.id,),
-                          kwargs={"db": database()})
+    if job.status in ("queued", "running") and may_cancel(who.role, who.username, job.owner):
+        columns[1].button(t("job_cancel"), key=f"cancel_job_{job.id}", on_click=act, args=(cancel_for, job.id),
+                          kwargs={"role": who.role, "username": who.username})
 
 
 POLL_SECONDS = 1.0  # how often a running job's progress is read from the store
@@ -182,6 +170,7 @@ table = pd.DataFrame([{"row": r.row, "person": r.person, "text": r.text, "label"
                        "flagged": r.flagged} for r in rows], columns=list(COLUMNS))
 table.columns = [t(f"col_{c}") for c in COLUMNS]  # the headers in the reader's language; the download keeps ours
 st.caption(t("rows_shown", shown=len(table), total=total))
+count_rows_shown = len(table)
 st.dataframe(table, hide_index=True, key="results",
              column_config={t("col_confidence"): st.column_config.NumberColumn(format="%.2f")})
 
@@ -190,5 +179,6 @@ correction_form("screen_fix", {r.message_id: words(
     for r in rows}, who)
 
 db = database()
-st.download_button(t("download"), data=lambda: batch_csv(batch_id, db=db, view=view),
-                   file_name=f"screened-{batch.file_name.rsplit('.', 1)[0]}.csv", mime="text/csv", key="download")
+st.download_button(t("download"), data=lambda: batch_export(db, batch_id, view).data,
+                   file_name=f"screened-{batch.file_name.rsplit('.', 1)[0]}.csv", mime="text/csv", key="download",
+                   on_click=lambda: act(record_batch_download, who.username, batch_id, count_rows_shown))

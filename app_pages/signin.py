@@ -15,13 +15,12 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from aio_core.workflows import USER_ERRORS
-from aio_core.workflows.accounts import sign_in
+from aio_core.workflows.accounts import add_first_admin, sign_in, sign_in_school, sign_out, viewer_of_session
 from app_pages import web
-from app_pages.shared import can, database, flash, md, read, settings, show_flash, t
+from app_pages.state import act, can, database, flash, read, settings, show_flash
+from app_pages.text import md, t
 from db.access import EVERYTHING
-from db.privacy import audit
-from db.session import writing
-from db.users import SignInError, Viewer, add_user, count_users, sign_in_oidc, sign_out, viewer_for
+from db.users import SignInError, Viewer, count_users
 
 LAPTOP = Viewer("local", "Local user", "admin", frozenset(), None, EVERYTHING)
 
@@ -82,8 +81,7 @@ def _signed_in() -> Viewer | None:
     if not token:
         return None
     try:
-        with writing(database()) as session:
-            found = viewer_for(session, token)
+        found = viewer_of_session(database(), token)
     except SignInError as error:
         st.session_state.pop("auth_token", None)
         st.session_state["_stale_cookie"] = cookie
@@ -130,9 +128,7 @@ def _clear_cookie() -> None:
 def _sign_out(token: str, username: str) -> None:
     """The Sign out button's callback (a callback, because the click's own rerun does not reach a widget in the
     entry point's sidebar before st.navigation in Streamlit 1.67)."""
-    with writing(database()) as session:
-        sign_out(session, token)
-        audit(session, username, "signout")
+    act(sign_out, token, username)
     st.session_state.pop("auth_token", None)
     st.session_state.pop("cookie_code", None)
     st.session_state["_stale_cookie"] = token
@@ -158,10 +154,9 @@ def _school_sign_in() -> None:
     """Back from the school's identity provider: its verified address picks the account, if there is one, and the
     account stays bound to the provider's subject that first signed in with it."""
     hours = timedelta(hours=settings().session_hours)
-    with writing(database()) as session:  # a refusal is logged, so this commits either way
-        token, problem = sign_in_oidc(session, st.user.get("email"), verified=st.user.get("email_verified") is True,
-                                      issuer=str(st.user.get("iss", "")), subject=str(st.user.get("sub", "")),
-                                      lifetime=hours)
+    token, problem = act(sign_in_school, st.user.get("email"), verified=st.user.get("email_verified") is True,
+                         issuer=str(st.user.get("iss", "")), subject=str(st.user.get("sub", "")),
+                         lifetime=hours) or (None, None)
     if token:
         _start_session(token)
         st.rerun()
@@ -217,12 +212,7 @@ def first_admin_form() -> None:
         if password != again:
             st.error(t("passwords_differ"))
             return
-        with writing(database()) as session:
-            if count_users(session) == 0:  # another browser may have been quicker
-                try:
-                    add_user(session, username, password, role="admin", by="first start", display_name=display)
-                except USER_ERRORS as error:
-                    st.error(md(error))
-                    return
+        if act(add_first_admin, username, password, display_name=display) is None:  # refused: said why
+            return  # (False: another browser was quicker; the sign-in form follows)
         flash(t("admin_created", name=username.strip().lower()))  # st.success here would vanish with the rerun
         st.rerun()

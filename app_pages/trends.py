@@ -7,31 +7,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from aio_core.csvfile import csv_bytes
 from aio_core.workflows import USER_ERRORS
+from aio_core.workflows.alerts import act_on_alert
+from aio_core.workflows.exports import alerts_export, person_export, record_download
+from aio_core.workflows.privacy import viewed_person
 from aio_core.workflows.rules import change_rule
-from app_pages.shared import (
-    actor,
-    can,
-    correction_form,
-    database,
-    filter_bar,
-    flash,
-    md,
-    page,
-    read,
-    risk_badge,
-    risk_review_form,
-    rule,
-    said,
-    t,
-    window,
-    words,
-    write,
-)
-from db.alerts import STATUSES, list_alerts, transition_alert
-from db.privacy import audit
-from db.reports import person_names, person_report, person_report_rows, rank_people
+from app_pages.state import act, can, database, flash, read, rule
+from app_pages.text import actor, md, risk_badge, said, t, window, words
+from app_pages.widgets import correction_form, filter_bar, page, risk_review_form
+from db.alerts import ACTIVE, STATUSES, list_alerts
+from db.reports import person_names, person_report, rank_people
 from db.rules import AlertRule
 
 who = page("trends")
@@ -102,7 +87,7 @@ if report is None:
     st.error(t("not_allowed"))
     st.stop()
 if st.session_state.get("_viewed") != (who.username, handle):  # each person a viewer opens is logged once
-    write(audit, who.username, "view.person", handle)
+    act(viewed_person, who.username, handle)
     st.session_state["_viewed"] = (who.username, handle)
 
 st.subheader(t("messages_over_time"))
@@ -149,13 +134,13 @@ else:
                                     f"({risk_badge(p.risk, p.risk_category) or t('not_a_risk')})"
                                     for p in reversed(report.points)}, who)
 
-header, rows = person_report_rows(report)
-st.download_button(t("export_person_report", name=report.person.display_name), csv_bytes(header, rows),
-                   file_name=f"person-{report.person.handle}.csv", mime="text/csv", key="export_person",
-                   on_click=lambda: write(audit, who.username, "export.person_report", handle, f"{len(rows)} messages"))
+person_file = person_export(report)
+st.download_button(t("export_person_report", name=report.person.display_name), person_file.data,
+                   file_name=person_file.file_name, mime="text/csv", key="export_person",
+                   on_click=lambda: act(record_download, who.username, person_file))
 
 st.subheader(t("alerts_window", window=span) if filters.dated else t("alerts"))
-statuses = st.multiselect(t("status"), list(STATUSES), default=["open", "acknowledged"], key="alert_status",
+statuses = st.multiselect(t("status"), list(STATUSES), default=list(ACTIVE), key="alert_status",
                           format_func=lambda s: words(f"status_{s}"), placeholder=t("choose_options"))
 alerts = read(list_alerts, tuple(statuses), person_ids=[p.person_id for p in ranked], since=filters.since,
               until=filters.until)
@@ -175,20 +160,15 @@ st.dataframe(pd.DataFrame([{t("col_id"): a.id, t("person"): a.person.display_nam
                             t("note"): a.note or ""} for a in alerts]), hide_index=True, key="alerts",
              on_select=lambda: choose("alerts", [a.person.handle for a in alerts], [a.id for a in alerts]),
              selection_mode="single-row")
-table = [[a.id, a.person.display_name, a.person.handle, a.kind, a.severity or "", a.status, a.rule,
-          a.message.text if a.kind == "risk" and a.message and who.scope.texts else "", a.window_start,
-          a.window_end, a.updated_by or "", a.note or ""] for a in alerts]
-st.download_button(t("export_alerts"), csv_bytes(["id", "person", "handle", "kind", "severity", "status", "rule",
-                                                  "message", "from", "to", "by", "note"], table),
-                   file_name="alerts.csv", mime="text/csv", key="export_alerts",
-                   on_click=lambda: write(audit, who.username, "export.alerts", None, f"{len(table)} alerts"))
+alerts_file = alerts_export(alerts, who.scope)
+st.download_button(t("export_alerts"), alerts_file.data, file_name=alerts_file.file_name, mime="text/csv",
+                   key="export_alerts", on_click=lambda: act(record_download, who.username, alerts_file))
 
 
-def act(alert_id: int, status: str) -> None:
+def move_alert(alert_id: int, status: str) -> None:
     """Runs before the page is drawn again, so the table, the selector and the history show the new state."""
     note = st.session_state.get("alert_note", "")
-    if write(transition_alert, alert_id, status, by=who.name, note=note) is not None:
-        write(audit, who.username, f"alert.{status}", str(alert_id), note or None)
+    if act(act_on_alert, alert_id, status, by=who.name, username=who.username, note=note) is not None:
         st.session_state["alert_note"] = ""
         # Set again so the next run sends the picker's label with the new status: the browser otherwise keeps
         # showing the label it had ("#4 … (open)"), since it holds the chosen label rather than the alert's id.
@@ -204,7 +184,7 @@ if can(who, "act_on_alerts"):  # a picker only for those who can act on what the
     buttons = st.columns(3)
     for column, (status, label) in zip(buttons, (("acknowledged", "acknowledge"), ("resolved", "resolve"),
                                                  ("open", "reopen")), strict=True):
-        column.button(t(label), key=f"alert_{status}", on_click=act, args=(alert_id, status))
+        column.button(t(label), key=f"alert_{status}", on_click=move_alert, args=(alert_id, status))
 else:  # the others read the history of the alert whose row they chose in the table
     alert_id = st.session_state.get("alert_id", alerts[0].id)
 selected = next((a for a in alerts if a.id == alert_id), alerts[0])

@@ -41,7 +41,7 @@ from db.phrases import (
     UNSPECIFIED,
     WITHDRAWN,
 )
-from db.rules import AlertRule, Finding
+from db.rules import AlertRule, Counts, Finding, decide
 
 STATUSES = ("open", "acknowledged", "resolved")
 ACTIVE = ("open", "acknowledged")  # an "open alert" is one not resolved yet, whether or not someone acknowledged it
@@ -71,7 +71,7 @@ def alert_order() -> tuple[ColumnElement, ...]:
     first; then the most recently updated."""
     return (case((Alert.status == "open", 0), (Alert.status == "acknowledged", 1), else_=2),
             case((Alert.kind == "risk", 0), else_=1),
-            case((Alert.severity == "urgent", 0), (Alert.severity == "concern", 1), else_=2),
+            case(*((Alert.severity == level, rank) for rank, level in enumerate(reversed(RISKY))), else_=len(RISKY)),
             Alert.updated_at.desc(), Alert.id.desc())
 
 
@@ -139,10 +139,11 @@ def _findings(session: Session, baselines: dict[int, int], rule: AlertRule) -> d
             .group_by(params.c.pid))
         for pid, last_n, last_neg, last_start, days_n, days_neg, days_start in rows:
             window = windows[pid]
-            if window.cut is not None and last_n == rule.last_n and last_neg >= rule.last_k:
-                findings[pid] = Finding(rule.describe("last"), last_start, window.newest, last_neg, last_n)
-            elif days_n >= rule.min_messages and days_neg >= rule.share * days_n - 1e-9:
-                findings[pid] = Finding(rule.describe("days"), days_start, window.newest, days_neg, days_n)
+            found = decide(Counts(newest=window.newest, last_total=last_n if window.cut is not None else 0,
+                                  last_negative=last_neg, last_start=last_start, days_total=days_n,
+                                  days_negative=days_neg, days_start=days_start), rule)
+            if found is not None:
+                findings[pid] = found
     return findings
 
 

@@ -60,10 +60,6 @@ def reopen_batch(session: Session, batch_id: int) -> None:
     session.get(Batch, batch_id).status = "running"
 
 
-def get_batch(session: Session, batch_id: int, scope: Scope = EVERYTHING) -> Batch | None:
-    return session.scalar(select(Batch).where(Batch.id == batch_id, batches_clause(scope, Batch.owner)))
-
-
 def list_batches(session: Session, scope: Scope = EVERYTHING, limit: int = 50) -> list[Batch]:
     """The newest batches this scope reads (a moderator: their own uploads only)."""
     return list(session.scalars(select(Batch).where(batches_clause(scope, Batch.owner))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from db.access import EVERYTHING, Scope, messages_clause
 from db.alerts import follow_risk_review, refresh_alerts
 from db.errors import StoreError
+from db.labels import RISK_LEVELS
 from db.models import Correction, LabelVersion, Message, Person, Rescore, RiskCorrection, utcnow
 from db.phrases import REVIEW_UNDONE
 from db.rules import AlertRule
@@ -151,7 +152,6 @@ def apply_rescore(session: Session, labels: dict[int, dict[str, object]], *, sco
 
 # ---- risk reviews --------------------------------------------------------------------------------------------------
 
-RISK_LEVELS = ("none", "concern", "urgent")
 
 
 def review_risk(session: Session, message_id: int, level: str, category: str | None, *, by: str, note: str = "",

@@ -14,7 +14,8 @@ from sqlalchemy import ColumnElement, and_, case, func, or_
 
 from db.models import Message
 
-RISKY = ("concern", "urgent")
+RISK_LEVELS = ("none", "concern", "urgent")  # in rising order of severity
+RISKY = RISK_LEVELS[1:]  # the levels that make a message a risk message
 
 
 def effective_label() -> ColumnElement[str | None]:

@@ -18,7 +18,7 @@ from db.access import EVERYTHING, Scope, messages_clause, people_clause
 from db.alerts import ACTIVE, in_period, list_alerts, open_alert
 from db.labels import effective_label, negatives, risky_count
 from db.models import Alert, Batch, Message, Person, User, UserGroup
-from db.rules import AlertRule, flagged_windows, rolling_share
+from db.rules import AlertRule, flagged_windows, negative_share, rolling_share
 
 SOURCES = ("chat", "csv", "cli")
 
@@ -88,7 +88,7 @@ class Overview:
 
     @property
     def negative_share(self) -> float:
-        return self.negatives / self.labelled if self.labelled else 0.0
+        return negative_share(self.negatives, self.labelled)
 
 
 def _visible_messages(scope: Scope, filters: Filters) -> ColumnElement[bool]:
@@ -144,7 +144,7 @@ class PersonSummary:
 
     @property
     def negative_share(self) -> float:
-        return self.negatives / self.messages if self.messages else 0.0
+        return negative_share(self.negatives, self.messages)
 
 
 def person_names(people: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -280,20 +280,6 @@ def person_report(session: Session, handle: str, rule: AlertRule, *, scope: Scop
               for m in messages]
     return PersonReport(person=person, points=points, flagged=flagged_windows(series, rule),
                         alerts=list_alerts(session, person_id=person.id))
-
-
-def person_report_rows(report: PersonReport) -> tuple[list[str], list[list[object]]]:
-    """One person's report as a table (for the CSV download): each message shown, oldest first, with its labels
-    and the rolling negative share; the text is empty where the viewer may not read texts."""
-    header = ["person", "handle", "group", "time", "source", "text", "label", "model_label", "corrected",
-              "confidence", "uncertain", "risk", "risk_category", "rolling_negative_share"]
-    who = report.person
-    rows = [[who.display_name, who.handle, who.group_name or "", f"{p.at:%Y-%m-%d %H:%M:%S}", p.source, p.text or "",
-             p.label or "", p.model_label or "", str(p.corrected).lower(),
-             "" if p.confidence is None else f"{p.confidence:.3f}",
-             "" if p.uncertain is None else str(bool(p.uncertain)).lower(), p.risk or "", p.risk_category or "",
-             "" if p.rolling_negative_share is None else f"{p.rolling_negative_share:.3f}"] for p in report.points]
-    return header, rows
 
 
 def groups(session: Session, scope: Scope = EVERYTHING) -> list[str]:

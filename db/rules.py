@@ -14,6 +14,11 @@ from datetime import datetime, timedelta
 from db.phrases import RULE_DAYS, RULE_LAST
 
 
+def negative_share(negatives: int, labelled: int) -> float:
+    """THE negative share: negative labels over labelled messages, 0 when nothing is labelled."""
+    return negatives / labelled if labelled else 0.0
+
+
 @dataclass(frozen=True)
 class AlertRule:
     last_n: int = 5  # rule 1: at least last_k of the last last_n labelled messages are negative
@@ -39,10 +44,36 @@ class Finding:
 
     @property
     def share(self) -> float:
-        return self.negatives / self.total
+        return negative_share(self.negatives, self.total)
 
 
 Series = Sequence[tuple[datetime, str]]  # (created_at, label), oldest first; unlabelled messages left out
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the rule decides on at a person's newest message: their last N messages and their last D days."""
+
+    newest: datetime
+    last_total: int  # how many of the last N there are (fewer than N for a short history)
+    last_negative: int
+    last_start: datetime | None
+    days_total: int
+    days_negative: int
+    days_start: datetime | None
+
+
+def decide(counts: Counts, rule: AlertRule) -> Finding | None:
+    """THE alert rule: rule 1 (at least K of the last N negative) first, then rule 2 (at least `share` of at least M
+    messages over the last D days). Fed by `evaluate` from a series in memory and by the store's SQL aggregates
+    (db/alerts.py), so the two can never disagree."""
+    if counts.last_total == rule.last_n and counts.last_negative >= rule.last_k:
+        return Finding(rule.describe("last"), counts.last_start, counts.newest, counts.last_negative,
+                       counts.last_total)
+    if counts.days_total >= rule.min_messages and counts.days_negative >= rule.share * counts.days_total - 1e-9:
+        return Finding(rule.describe("days"), counts.days_start, counts.newest, counts.days_negative,
+                       counts.days_total)
+    return None
 
 
 def evaluate(series: Series, rule: AlertRule = AlertRule()) -> Finding | None:
@@ -50,15 +81,11 @@ def evaluate(series: Series, rule: AlertRule = AlertRule()) -> Finding | None:
     if not series:
         return None
     last = series[-rule.last_n:]
-    negatives = sum(label == "negative" for _, label in last)
-    if len(last) == rule.last_n and negatives >= rule.last_k:
-        return Finding(rule.describe("last"), last[0][0], last[-1][0], negatives, len(last))
     end = series[-1][0]
     window = [(t, label) for t, label in series if t > end - timedelta(days=rule.days)]
-    negatives = sum(label == "negative" for _, label in window)
-    if len(window) >= rule.min_messages and negatives >= rule.share * len(window) - 1e-9:
-        return Finding(rule.describe("days"), window[0][0], end, negatives, len(window))
-    return None
+    return decide(Counts(newest=end, last_total=len(last), last_negative=sum(lb == "negative" for _, lb in last),
+                         last_start=last[0][0], days_total=len(window),
+                         days_negative=sum(lb == "negative" for _, lb in window), days_start=window[0][0]), rule)
 
 
 def flagged_windows(series: Series, rule: AlertRule = AlertRule()) -> list[tuple[datetime, datetime]]:

@@ -53,3 +53,15 @@ def assess(texts: Sequence[str], *, engine: Engine, progress: Callable[[int], No
            ) -> list[tuple[Sentiment, Risk | None]]:
     """Sentiment and risk for each text: the two signals every stored message gets, from one forward pass."""
     return [(a.sentiment, a.risk) for a in read_once(texts, engine=engine, progress=progress)]
+
+
+def store_assessed(db: Database, texts: Sequence[str], results: Sequence[tuple[Sentiment, Risk | None]], *,
+                   engine: Engine, source: str, person: str | None, author: str | None, rule: AlertRule) -> None:
+    """Store texts with the labels and risks they were given (alerts follow in the same transaction)."""
+    from db.session import writing
+    from db.store import NewMessage, add_messages
+
+    rows = [NewMessage(text=t, source=source, person=person, author=author, **label_fields(s, engine, r))
+            for t, (s, r) in zip(texts, results, strict=True)]
+    with writing(db) as session:
+        add_messages(session, rows, rule=rule)

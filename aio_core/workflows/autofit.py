@@ -8,7 +8,7 @@ are zero-shot and risk is read by the phrase list, and the pages say so.
 
 - One at a time per data folder: a lock file names the process that fits; a lock whose process is gone (same machine)
   or that has not moved for 15 minutes (another machine) is taken over.
-- Resumable: the model's reading of the rows is kept after every 256 texts (`measure.domains.features`), so a fit
+- Resumable: the model's reading of the rows is kept after every 256 texts (`head_fit.features`), so a fit
   stopped by a restart carries on where it was at the next start.
 - Never over someone's own head: a head that appears while the job runs (`fit-head` with your own data) is kept.
 - Progress, the stage and the outcome are in a small JSON file beside the heads, which Overview and Admin read.
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from aio_core.backends.base import background_work
 from aio_core.engine import Engine, refresh_heads
+from aio_core.head_fit import read_labelled
 from aio_core.heads import shipped_files as shipped_label_files
-from aio_core.measure.domains import read_labelled
 from aio_core.risk_fit import read_risk_rows
 from aio_core.risk_fit import shipped_files as shipped_risk_files
 from aio_core.settings import Settings

@@ -140,6 +140,21 @@ def cancel(job_id: int, *, db: Database) -> str | None:
     return status
 
 
+def may_cancel(role: str, username: str, owner: str | None) -> bool:
+    """THE rule for stopping someone's screening: an admin may stop any job, anyone else only their own."""
+    return role == "admin" or owner == username
+
+
+def cancel_for(db: Database, job_id: int, *, role: str, username: str) -> str | None:
+    """`cancel` on behalf of a signed-in user, refused unless `may_cancel` allows it."""
+    with reading(db) as session:
+        job = get_job(session, job_id)
+        owner = job.owner if job is not None else None
+    if job is not None and not may_cancel(role, username, owner):
+        raise UserError("Only the person who started a screening, or an administrator, may cancel it.")
+    return cancel(job_id, db=db)
+
+
 def run_job(job_id: int, *, settings: Settings, db: Database) -> str:
     """Screen one claimed job to its end; returns the status it ended with."""
     with reading(db) as session:

@@ -2,7 +2,7 @@
 messages with it, and keep what each label was before; fit the risk head on risk files (and the risk reviews people
 made).
 
-The head is chosen the way every quality decision is made (`aio_core.measure.domains`): its readout per language is
+The head is chosen the way every quality decision is made (`aio_core.head_fit`): its readout per language is
 the one whose leave-one-domain-out results are best, and the report it prints is leave-one-domain-out too. The final
 head is then fitted on every row, corrections weighted `CORRECTION_WEIGHT` times a file row.
 """
@@ -24,8 +24,7 @@ from aio_core.backends import Readout
 from aio_core.classify import classify
 from aio_core.engine import Engine
 from aio_core.errors import UserError
-from aio_core.heads import Head, find_head, head_path, save_head, shipped_files
-from aio_core.measure.domains import (
+from aio_core.head_fit import (
     CORRECTION_WEIGHT,
     LabelledRow,
     candidate_readouts,
@@ -38,6 +37,7 @@ from aio_core.measure.domains import (
     read_labelled,
     summary,
 )
+from aio_core.heads import Head, find_head, head_path, save_head, shipped_files
 from aio_core.prompts import detect_lang
 from aio_core.risk_fit import CORRECTION_WEIGHT as RISK_REVIEW_WEIGHT
 from aio_core.risk_fit import CORRECTIONS_SOURCE, RiskRow, fit_risk_head, read_risk_rows
@@ -54,6 +54,7 @@ from aio_core.situation import (
 from aio_core.situation import head_path as situation_head_path
 from aio_core.workflows import alert_rule, label_fields
 from db.corrections import apply_rescore, corrections_in_force, messages_to_rescore, risk_reviews_in_force
+from db.privacy import audit
 from db.session import reading, writing
 
 CORRECTIONS_DOMAIN = "corrections"
@@ -251,6 +252,7 @@ def correction_curve(base: Sequence[LabelledRow], taught: Sequence[LabelledRow],
     held_p = np.full(len(taught), 0.5)
     rows = [*base, *taught]
     weights = np.array([1.0] * n_base + [CORRECTION_WEIGHT] * len(taught))
+    negative_rows = np.array([r.label == "negative" for r in rows])
     for fold in range(folds):
         test = np.flatnonzero(fold_of == fold)
         pool = np.flatnonzero(fold_of != fold)[np.random.default_rng(seed + fold).permutation(
@@ -259,11 +261,12 @@ def correction_curve(base: Sequence[LabelledRow], taught: Sequence[LabelledRow],
             keep = np.zeros(len(rows), dtype=bool)
             keep[:n_base] = [r.label != "neutral" for r in base]
             keep[n_base + pool[:size]] = True
-            parts = {lang: fit_part(lang, feats, which, keep, np.array([r.label == "negative" for r in rows]),
-                                    weights) for lang, which in choice.items()}
+            # Each language's part is fitted on every row; languages that read the same hidden state share a fit.
+            fitted = {which: fit_part("", feats, which, keep, negative_rows, weights)
+                      for which in set(choice.values())}
             for i in test:
-                part = parts.get(taught[i].lang) or next(iter(parts.values()))
-                which = feats.readouts.index(part.readout)
+                which = choice.get(taught[i].lang, next(iter(choice.values())))
+                part = fitted[which]
                 p = float(sigmoid(part.log_odds(feats.hidden[n_base + i:n_base + i + 1, which],
                                                 feats.log_odds[n_base + i:n_base + i + 1]))[0])
                 right[size][i] = (p >= 0.5) == negative[i]
@@ -287,7 +290,7 @@ def corrections_curve_on(base: Sequence[LabelledRow], *, engine: Engine, db: Dat
     return len(taught), correction_curve(base, taught, feats, choice, folds=folds)[0]
 
 
-def learn_from_corrections(*, engine: Engine, db: Database, folds: int = LEARN_FOLDS,
+def learn_from_corrections(*, engine: Engine, db: Database, by: str, folds: int = LEARN_FOLDS,
                            progress: Callable[[int], None] | None = None) -> Learned:
     """Refit the label head with the corrections in force (weighted `CORRECTION_WEIGHT` times a file row) on the
     files the head in force was fitted on (or the shipped set), save it, and report k-fold: how the labels as they
@@ -315,5 +318,9 @@ def learn_from_corrections(*, engine: Engine, db: Database, folds: int = LEARN_F
     curve, _ = correction_curve(base, taught, feats, choice, folds=folds)
     head, path = fit_label_head(files, engine=engine, db=db)
     refresh_heads(engine.settings)
-    return Learned(corrections=len(taught), folds=folds, before=before, after=curve[max(curve)], curve=curve,
+    after = curve[max(curve)]
+    with writing(db) as session:
+        audit(session, by, "head.learn", head.head_id, f"{len(taught)} corrections; {folds}-fold {before:.3f} -> "
+                                                     f"{after:.3f}")
+    return Learned(corrections=len(taught), folds=folds, before=before, after=after, curve=curve,
                    head=head, path=path, fitting_set=head.meta["fitting_set"])

@@ -103,3 +103,11 @@ def send_test(settings: Settings, db: Database, *, to: str | None, webhook: bool
     with writing(db) as session:
         audit(session, by, "notify.test", to or "webhook", "; ".join(done))
     return done
+
+
+def save_escalation_list(db: Database, group: str, usernames: list[str], *, by: str) -> list[str]:
+    """Who an urgent alert of `group` goes to, in order (logged as notify.escalation_list); returns the list saved."""
+    from db.escalation import set_escalation_list
+
+    with writing(db) as session:
+        return set_escalation_list(session, group, usernames, by=by)

@@ -19,27 +19,24 @@ from sqlalchemy import Engine as Database
 
 from aio_core import columns
 from aio_core.columns import parse_time
-from aio_core.csvfile import CsvInfo, csv_bytes, inspect_csv, iter_rows, write_csv
+from aio_core.csvfile import CsvInfo, inspect_csv, iter_rows, write_csv
 from aio_core.engine import Engine
 from aio_core.errors import UserError
 from aio_core.workflows import alert_rule, assess, label_fields
+from aio_core.workflows.exports import result_cells, result_header
 from db.batches import (
-    BatchRow,
-    BatchView,
     batch_counts,
     batch_rows,
     create_batch,
     find_batch,
     finish_batch,
-    get_header,
     record_progress,
     reopen_batch,
 )
-from db.rules import AlertRule
+from db.rules import AlertRule, negative_share
 from db.session import reading, writing
 from db.store import NewMessage, add_messages, stored_already
 
-RESULT_COLUMNS = ("label", "confidence", "uncertain", "risk", "risk_category", "flagged")
 CHUNK_ROWS = 256
 
 
@@ -82,7 +79,7 @@ class ScreenSummary:
 
     @property
     def negative_share(self) -> float:
-        return self.negatives / self.labelled if self.labelled else 0.0
+        return negative_share(self.negatives, self.labelled)
 
     def line(self) -> str:
         """The one-line summary printed by the CLI and shown by the page."""
@@ -268,19 +265,6 @@ def screen_file(path: Path | str, options: ScreenOptions, *, engine: Engine, db:
     return close_batch(opened, summary, db=db, out=out, started=started)
 
 
-def result_header(info: CsvInfo) -> list[str]:
-    """The input's columns, then ours; ours get an `_aio` suffix where the input already has that name."""
-    return list(info.header) + [c if c not in info.header else f"{c}_aio" for c in RESULT_COLUMNS]
-
-
-def _result_cells(stored: BatchRow | None) -> list[object]:
-    if stored is None:  # a blank text (reported and skipped, never sent to the model)
-        return [""] * len(RESULT_COLUMNS)
-    return [stored.label or "", "" if stored.confidence is None else f"{stored.confidence:.3f}",
-            "" if stored.uncertain is None else str(bool(stored.uncertain)).lower(), stored.risk or "",
-            stored.risk_category or "", str(stored.flagged).lower()]
-
-
 def result_rows(info: CsvInfo, batch_id: int, *, db: Database) -> Iterator[list[object]]:
     """Every input row in file order, each with our columns from the store (empty for blank texts)."""
     with reading(db) as session:
@@ -290,20 +274,9 @@ def result_rows(info: CsvInfo, batch_id: int, *, db: Database) -> Iterator[list[
             while pending is not None and pending.row < number:
                 pending = next(stored, None)
             found = pending if pending is not None and pending.row == number else None
-            yield [row[c] for c in info.header] + _result_cells(found)
+            yield [row[c] for c in info.header] + result_cells(found)
 
 
 def write_results(info: CsvInfo, batch_id: int, *, db: Database, out: Path | str) -> int:
-    return write_csv(out, result_header(info), result_rows(info, batch_id, db=db))
+    return write_csv(out, result_header(info.header), result_rows(info, batch_id, db=db))
 
-
-def batch_csv(batch_id: int, *, db: Database, view: BatchView | None = None) -> bytes:
-    """Exactly the rows a reviewer sees for `view` (flagged only or all, their threshold, their order), from the
-    store alone: the file's own columns (as uploaded), then ours. The page's table and this download are one query."""
-    with reading(db) as session:
-        stored_header = json.loads(get_header(session, batch_id) or "[]")
-        header = list(stored_header) or ["row", "person", "text"]
-        ours = [c if c not in header else f"{c}_aio" for c in RESULT_COLUMNS]
-        rows = [[*(r.cells if r.cells is not None and stored_header else [r.row, r.person or "", r.text]),
-                 *_result_cells(r)] for r in batch_rows(session, batch_id, view)]
-    return csv_bytes([*header, *ours], rows)
