@@ -18,6 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the 
 # (test_autofit.py) turn it on with small sets of their own, every other page and server test runs without it.
 os.environ.setdefault("AIO_AUTOFIT", "off")
 
+from helpers import CHROMIUM, PASSWORD, dashboard_env, people, url_of  # noqa: E402
+
 from aio_core.engine import Engine, load_engine  # noqa: E402
 from aio_core.settings import Settings  # noqa: E402
 from db.rules import AlertRule  # noqa: E402
@@ -64,3 +66,34 @@ def db(tmp_path: Path):
 @pytest.fixture
 def rule() -> AlertRule:
     return AlertRule()
+
+
+@pytest.fixture
+def school(db, tmp_path, monkeypatch):
+    """The dashboard with sign-in on, two classes of students (`helpers.people`) and an account of each role."""
+    from db.session import writing
+    from db.users import add_user
+
+    dashboard_env(monkeypatch, tmp_path, url_of(db), auth="local")
+    people(db)
+    with writing(db) as session:
+        add_user(session, "admin", PASSWORD, role="admin", by="test")
+        add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
+        add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
+        add_user(session, "mod", PASSWORD, role="moderator", by="test")
+        add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
+    return db
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, which .ci/run installs), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"])
+        yield chromium
+        chromium.close()

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import PASSWORD, everything_shown, people, signed_in
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -19,27 +20,12 @@ from db.models import AuditEvent, Message, User
 from db.privacy import export_person
 from db.reports import overview, overview_report, person_report, rank_people
 from db.rules import AlertRule
-from db.session import make_db, reading, writing
+from db.session import reading, writing
 from db.signin import CLIENT_FREE
 from db.store import NewMessage, add_messages, chat_history, list_people
 from db.users import add_user, set_disabled, viewer_for
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "correct horse battery"
-
-
-def people(db) -> None:
-    start = datetime(2026, 4, 1, 9)
-    rows = []
-    for handle, group in (("ann", "Class A"), ("ben", "Class B")):
-        rows += [NewMessage(f"{handle} secret {i}", "chat", person=handle, group=group, label="negative",
-                            confidence=0.9, p_negative=0.9, uncertain=False, risk="urgent" if i == 0 else "none",
-                            risk_category="self-harm" if i == 0 else None, created_at=start + timedelta(days=i))
-                 for i in range(6)]
-    with writing(db) as session:
-        add_messages(session, rows, rule=AlertRule())
-
-
 def test_a_teacher_of_group_a_reads_nothing_of_group_b_through_any_query(db):
     people(db)
     rule = AlertRule()
@@ -93,39 +79,6 @@ def test_passwords_are_hashed_and_wrong_throttled_disabled_and_expired_sessions_
 
 
 # ---- the dashboard -------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def school(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "AIO_RISK": "phrases", "AIO_AUTH": "local",
-                        "AIO_DATA_DIR": str(tmp_path / "data")}.items():
-        monkeypatch.setenv(name, value)
-    db = make_db(url)
-    people(db)
-    with writing(db) as session:
-        add_user(session, "admin", PASSWORD, role="admin", by="test")
-        add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
-        add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
-        add_user(session, "mod", PASSWORD, role="moderator", by="test")
-        add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
-    yield db
-    db.dispose()
-
-
-def signed_in(username: str, password: str = PASSWORD) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
-    at.text_input(key="signin_user").set_value(username)
-    at.text_input(key="signin_password").set_value(password)
-    at.button[0].click().run()
-    return at
-
-
-def everything_shown(at: AppTest) -> str:
-    parts = [str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "title") for e in
-             getattr(at, kind)]
-    parts += [d.value.to_csv() for d in at.dataframe]
-    return "\n".join(parts)
-
 
 def test_the_first_start_asks_for_an_admin(tmp_path, monkeypatch):
     monkeypatch.setenv("AIO_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
@@ -334,4 +287,5 @@ def test_the_model_line_names_the_model_itself_and_shows_its_folder_to_admins_on
     admin, counsellor = model_line("admin"), model_line("cara")
     assert admin.startswith("Model: Qwen/Qwen2.5-Coder-0.5B-Instruct · folder, float32, CPU"), admin
     assert str(folder) in admin
-    assert counsellor == "Model: Qwen/Qwen2.5-Coder-0.5B-Instruct · folder, float32, CPU"  # no path
+    assert counsellor == ("Model: Qwen/Qwen2.5-Coder-0.5B-Instruct · folder, float32, CPU · labels: zero-shot (no "
+                          "label head for these weights yet)")  # no path

@@ -17,20 +17,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import dashboard_env, url_of
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from aio_core.classify import classify
 from aio_core.engine import get_engine, loaded_engine
+from aio_core.head_fit import read_labelled
 from aio_core.heads import find_head, shipped_files
-from aio_core.measure.domains import read_labelled
 from aio_core.settings import Settings
 from aio_core.situation import SITUATIONS
 from aio_core.workflows import autofit
 from aio_core.workflows.learning import fit_label_head
 from db.models import Message
+from db.privacy import read_audit
 from db.rules import AlertRule
-from db.session import make_db, reading, writing
+from db.session import reading, writing
 from db.store import NewMessage, add_messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +141,7 @@ def test_someone_s_own_head_is_never_replaced_by_the_background_fit(tmp_path):
 RUN_AND_HANG = """
 import sys, time
 from pathlib import Path
-import aio_core.measure.domains as domains
+import aio_core.head_fit as domains
 from aio_core.engine import load_engine
 from aio_core.settings import Settings
 from aio_core.workflows import autofit
@@ -179,16 +181,12 @@ def test_a_fit_killed_half_way_carries_on_where_it_stopped(tmp_path):
     assert loaded_engine(settings).head is not None
 
 
-def test_the_dashboard_fits_at_first_start_says_labels_are_zero_shot_and_then_offers_a_rescore(tmp_path,
+def test_the_dashboard_fits_at_first_start_says_labels_are_zero_shot_and_then_offers_a_rescore(db, tmp_path,
                                                                                                 monkeypatch):
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "AIO_RISK": "phrases", "AIO_AUTH": "off",
-                        "AIO_DATA_DIR": str(tmp_path / "data"), "AIO_AUTOFIT": "on"}.items():
-        monkeypatch.setenv(name, value)
+    dashboard_env(monkeypatch, tmp_path, url_of(db), auth="off", autofit="on")
     sets = small_sets(tmp_path / "sets")
     monkeypatch.setattr(autofit, "shipped_sets", lambda: sets)
     settings = Settings.from_env()
-    db = make_db(url)
     # Another live process holds the data folder's fit lock at first: this one labels zero-shot meanwhile.
     lock = settings.heads_dir / "autofit.lock"
     lock.parent.mkdir(parents=True)
@@ -218,14 +216,10 @@ def test_the_dashboard_fits_at_first_start_says_labels_are_zero_shot_and_then_of
         assert session.scalars(select(Message)).one().head_id == loaded_engine(settings).head.head_id
     assert not any("labelled zero-shot" in i.value for i in overview.info)
     assert any("Re-scored 1 messages" in s.value for s in overview.success)
-    db.dispose()
 
 
-def test_learn_from_corrections_refits_and_reports_on_corrections_it_did_not_see(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "AIO_RISK": "phrases", "AIO_AUTH": "off",
-                        "AIO_DATA_DIR": str(tmp_path / "data")}.items():
-        monkeypatch.setenv(name, value)
+def test_learn_from_corrections_refits_and_reports_on_corrections_it_did_not_see(db, tmp_path, monkeypatch):
+    dashboard_env(monkeypatch, tmp_path, url_of(db), auth="off")
     sets = small_sets(tmp_path / "sets")
     settings = Settings.from_env()
     engine = get_engine(settings)
@@ -234,7 +228,6 @@ def test_learn_from_corrections_refits_and_reports_on_corrections_it_did_not_see
     from db.corrections import correct_label
 
     engine = refresh_heads(settings)
-    db = make_db(url)
     texts = [f"{word} again at the club" for word in ("lunch", "music", "games", "rain", "bus", "maths", "art",
                                                       "news", "snow", "film", "chess", "choir")]
     labels = classify(texts, engine=engine)
@@ -265,4 +258,6 @@ def test_learn_from_corrections_refits_and_reports_on_corrections_it_did_not_see
     sidecar = json.loads(autofit.status_path(settings, now.fingerprint, now.prompt.version).with_name(
         f"{now.fingerprint}__{now.prompt.version}.json").read_text())
     assert sidecar["head_id"] == now.head.head_id
-    db.dispose()
+    with reading(db) as session:
+        (event,) = read_audit(session, action="head.learn")
+    assert event.target == now.head.head_id and event.detail.startswith("12 corrections; 5-fold")

@@ -6,21 +6,18 @@ Screenshots of every page are saved to artifacts/screenshots/. Needs Debian's `c
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM, free_port, serve_dashboard, settle, wait_until_up
 
 from db.rules import AlertRule
 from db.session import make_db, writing
@@ -28,7 +25,6 @@ from db.store import NewMessage, add_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ATTACKS = ('<img src=x onerror="alert(1)">', '<script>alert(2)</script>', "[click me](javascript:alert(3))",
            '<a href="javascript:alert(4)">link</a>')
 
@@ -36,12 +32,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _seed(url: str) -> None:
@@ -63,65 +53,12 @@ def app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder / 'aio.db'}"
     _seed(url)
-    with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
+    with serve_dashboard(folder, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
         yield base, folder
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, what: str, *, seconds: float) -> None:
-    """Wait until `url` answers; if it never does, stop the process and fail with the end of its log."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    pytest.fail(f"{what} did not start: " + log.read_text()[-2000:])
-
-
-@contextlib.contextmanager
-def _server(folder: Path, extra: dict[str, str], *, port: int | None = None, options: tuple[str, ...] = ()):
-    """A real `streamlit run dashboard.py` on a free loopback port, stopped afterwards."""
-    env = {**os.environ, "AIO_MODEL": "tiny-random", "AIO_RISK": "phrases", "AIO_DATA_DIR": str(folder / "data"),
-           "PYTHONPATH": str(ROOT), **extra}
-    log = (folder / "streamlit.log").open("w")
-    port = port or _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true", *options],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    _wait_until_up(f"{base}/_stcore/health", server, folder / "streamlit.log", "the dashboard", seconds=60)
-    try:
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update"])
-        yield chromium
-        chromium.close()
 
 
 READY = {"": "stMetric", "chat": "stChatInput", "screen": "stFileUploader", "trends": "stDataFrame",
          "admin": "stDataFrame"}
-
-
-def _settle(page) -> None:
-    """Wait until the script has finished: no spinner, no 'running' status, then a moment for charts to draw."""
-    page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]') && "
-                           "!document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid*=\"Running\"]')",
-                           timeout=90_000)
-    page.wait_for_timeout(1500)
 
 
 def _open(browser, base: str, path: str, dialogs: list[str]):
@@ -129,7 +66,7 @@ def _open(browser, base: str, path: str, dialogs: list[str]):
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(f"{base}/{path}")
     page.get_by_test_id(READY[path]).first.wait_for(timeout=90_000)  # the page's own content has rendered
-    _settle(page)
+    settle(page)
     return page
 
 
@@ -159,7 +96,7 @@ def test_every_page_opens_without_errors_in_both_languages(app, browser, path, n
     if lang == "zh":  # the sidebar's language picker, as a user switches
         page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="中文").click()
-        _settle(page)
+        settle(page)
     title = TITLES[name][lang == "zh"]
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
     if lang == "zh":  # every table's headers too (the tables are drawn on a canvas; these are its accessible names)
@@ -180,14 +117,14 @@ def test_chat_history_replies_and_new_messages_stay_inert(app, browser):
     page.get_by_test_id("stSelectbox").filter(has_text="Who is chatting?").click()
     page.get_by_role("option").filter(has_text="Mallory").click()  # nobody is preselected; named by display name
     page.get_by_text("reply with <script>alert(2)</script>").first.wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     body = page.inner_text("body")
     assert ATTACKS[0] in body and "reply with <script>alert(2)</script>" in body  # shown as the literal text
     page.get_by_test_id("stChatInputTextArea").fill(" ".join(ATTACKS))
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= 18",
                            timeout=60_000)
-    _settle(page)
+    settle(page)
     page.screenshot(path=str(SHOTS / "chat-after-attack.png"), full_page=True)
     _assert_inert(page, dialogs)
     page.close()
@@ -203,7 +140,7 @@ def test_screened_csv_cells_stay_inert(app, browser, tmp_path):
     page.locator("input[type='file']").set_input_files(str(csv_file))
     page.get_by_role("button", name="Screen 4 rows").click()
     page.get_by_text("Screened 4 rows").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     page.screenshot(path=str(SHOTS / "screen-after-upload.png"), full_page=True)
     _assert_inert(page, dialogs)
     page.close()
@@ -228,13 +165,13 @@ def test_a_row_opens_that_persons_page_and_their_report_downloads_as_shown(tmp_p
                            p_negative=0.9 if c == "-" else 0.1, uncertain=False, created_at=start + timedelta(days=i))
                 for i, c in enumerate(labels)], rule=AlertRule())
     db.dispose()
-    with _server(tmp_path, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
+    with serve_dashboard(tmp_path, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
         dialogs: list[str] = []
         page = _open(browser, base, "", dialogs)
         look_first = page.get_by_test_id("stDataFrame").last  # "People to look at first": zed, amy
         _choose_row(page, look_first, 2)
         page.get_by_role("heading", name="Trends & alerts").wait_for(timeout=60_000)
-        _settle(page)
+        settle(page)
         person = page.locator("[data-testid=stSelectbox] input[aria-label='Person']")
         assert person.input_value() == "Amy"  # the chosen row's person, not the list's first
         with page.expect_download() as download:
@@ -253,7 +190,7 @@ def test_a_page_opened_first_after_the_server_starts_has_the_apps_navigation(tmp
     """A bookmark opened before anyone opened the front page once ran that page's file alone (Streamlit's legacy
     multipage mode, chosen while a folder named pages/ sits beside the entry point): no language choice, and the
     helper modules listed as pages."""
-    with _server(tmp_path, {"AIO_DB_URL": f"sqlite:///{tmp_path / 'aio.db'}", "AIO_AUTH": "off"}) as base:
+    with serve_dashboard(tmp_path, {"AIO_DB_URL": f"sqlite:///{tmp_path / 'aio.db'}", "AIO_AUTH": "off"}) as base:
         dialogs: list[str] = []
         page = _open(browser, base, "screen", dialogs)
         navigation = page.get_by_test_id("stSidebarNav").inner_text()
@@ -279,9 +216,9 @@ def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_r
     source.write_text("author,comment\n" + "".join(f"u{i % 40},comment {i} on today's lesson\n"
                                                   for i in range(rows)), encoding="utf-8")
     settings = {"AIO_DB_URL": url, "AIO_AUTH": "off", "AIO_BATCH_SIZE": "1"}
-    port = _free_port()
+    port = free_port()
     dialogs: list[str] = []
-    with _server(tmp_path, settings, port=port) as base:
+    with serve_dashboard(tmp_path, settings, port=port) as base:
         page = _open(browser, base, "screen", dialogs)
         page.locator("input[type='file']").set_input_files(str(source))
         page.get_by_role("button", name=f"Screen {rows:,} rows").click()
@@ -303,17 +240,17 @@ def test_a_screening_runs_in_the_background_through_page_changes_reloads_and_a_r
         assert before_restart >= seen[-1]
     with sqlite3.connect(tmp_path / "aio.db") as connection:  # the server is gone; its job is left running
         assert connection.execute("SELECT status FROM jobs").fetchone()[0] == "running"
-    with _server(tmp_path, settings, port=port) as base:
+    with serve_dashboard(tmp_path, settings, port=port) as base:
         page.goto(f"{base}/screen")  # the first page view after the restart resumes the job
         after_restart = _progress_line(page)[0]
         assert after_restart < rows
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text(re.compile("was cancelled with")).wait_for(timeout=60_000)
-        _settle(page)
+        settle(page)
         page.screenshot(path=str(SHOTS / "screen-job-cancelled.png"), full_page=True)
         page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="中文").click()
-        _settle(page)
+        settle(page)
         headers = "e => Array.from(e.querySelectorAll('[role=columnheader]')).map(x => x.textContent)"
         tables = page.get_by_test_id("stDataFrame")  # the batches, then the results of the batch shown
         assert tables.first.evaluate(headers)[:4] == ["批次", "文件", "行数", "状态"]
@@ -365,7 +302,7 @@ def school_app(tmp_path_factory):
         add_user(session, "mod", PASSWORD, role="moderator", by="test")
         add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
     db.dispose()
-    with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}) as base:
+    with serve_dashboard(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}) as base:
         yield base
 
 
@@ -375,7 +312,7 @@ def _sign_in(browser, url: str, username: str, password: str = PASSWORD):
     page.get_by_role("textbox", name="User name").fill(username)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    _settle(page)
+    settle(page)
     return page
 
 
@@ -384,7 +321,7 @@ def test_each_role_signs_in_and_sees_only_its_pages_and_people(school_app, brows
     pages, forbidden = ROLE_PAGES[username]
     page = _sign_in(browser, school_app, username)
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     if len(pages) > 1:
         listed = {link.inner_text().split(" · ")[0].strip().splitlines()[-1] for link in
                   page.get_by_test_id("stSidebarNav").locator("a").all()}
@@ -421,12 +358,12 @@ def oidc_app(tmp_path_factory):
     from db.users import add_user, set_disabled
 
     folder = tmp_path_factory.mktemp("oidc")
-    provider_port, app_port = _free_port(), _free_port()
+    provider_port, app_port = free_port(), free_port()
     provider_log = (folder / "provider.log").open("w")
     provider = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port",
                                  str(provider_port)], stdout=provider_log, stderr=subprocess.STDOUT)
     issuer = f"http://127.0.0.1:{provider_port}"
-    _wait_until_up(f"{issuer}/.well-known/openid-configuration", provider, folder / "provider.log",
+    wait_until_up(f"{issuer}/.well-known/openid-configuration", provider, folder / "provider.log",
                    "the OIDC provider", seconds=30)
     secrets_file = folder / "secrets.toml"
     secrets_file.write_text(f"""[auth]
@@ -448,7 +385,7 @@ server_metadata_url = "{issuer}/.well-known/openid-configuration"
         set_disabled(session, "old", True, by="test")
     db.dispose()
     try:
-        with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}, port=app_port,
+        with serve_dashboard(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local"}, port=app_port,
                      options=("--secrets.files", str(secrets_file))) as base:
             yield base, url, issuer
     finally:
@@ -472,7 +409,7 @@ def _school_sign_in(browser, base: str, address: str):
     page.locator("input[name=sub]").first.fill(address)  # the provider's authorization form
     page.get_by_role("button", name="Authorize").click()
     page.wait_for_url(f"{base}/**", timeout=60_000)
-    _settle(page)
+    settle(page)
     return page
 
 
@@ -484,7 +421,7 @@ def test_a_teacher_signs_in_through_the_school_provider_and_sees_only_their_clas
     base, url, _ = oidc_app
     page = _school_sign_in(browser, base, "lee@school.example")
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     body = page.inner_text("body")
     assert "Signed in as lee (teacher)" in body
     assert "ben" not in body  # Class B is not theirs
@@ -538,10 +475,10 @@ def test_a_school_address_signs_in_only_verified_and_only_as_its_first_subject(o
 def test_sign_out_in_the_browser_leaves_nothing_on_screen(school_app, browser):
     page = _sign_in(browser, school_app, "lee")
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("textbox", name="Password").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     body = page.inner_text("body")
     assert "Signed in as" not in body and "secret" not in body and "ann" not in body
     page.close()

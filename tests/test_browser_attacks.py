@@ -9,7 +9,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
-from test_browser import CHROMIUM, PASSWORD, _server, _settle, browser  # noqa: F401 - `browser` is a fixture
+from helpers import CHROMIUM, PASSWORD, serve_dashboard, settle
 
 from db.batches import create_batch, finish_batch
 from db.rules import AlertRule
@@ -45,13 +45,13 @@ def test_markdown_in_a_file_name_or_a_handle_stays_text(tmp_path, browser):  # n
                              model="tiny-random", prompt_version="v", header=["comment"], owner="local")
         finish_batch(session, batch.id)
     db.dispose()
-    with _server(tmp_path, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
+    with serve_dashboard(tmp_path, {"AIO_DB_URL": url, "AIO_AUTH": "off"}) as base:
         for path, ready in (("screen", "Results of batch"), ("trends", "Download")):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             fetched = _requests_to(page, EVIL)
             page.goto(f"{base}/{path}")
             page.get_by_text(ready).first.wait_for(timeout=90_000)
-            _settle(page)
+            settle(page)
             assert page.locator(f"a[href*='{EVIL}']").count() == 0, path
             assert page.locator(f"img[src*='{EVIL}']").count() == 0, path
             assert fetched == [], path
@@ -75,7 +75,7 @@ def school_server(tmp_path_factory):
         add_user(session, "lee", PASSWORD, role="teacher", by="test", groups=("Class A",))
         add_user(session, "mod", PASSWORD, role="moderator", by="test")
     db.dispose()
-    with _server(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local", "AIO_UPLOAD_MB": "1"}) as base:
+    with serve_dashboard(folder, {"AIO_DB_URL": url, "AIO_AUTH": "local", "AIO_UPLOAD_MB": "1"}) as base:
         yield base, folder / "aio.db"
 
 
@@ -111,13 +111,13 @@ def test_no_upload_is_taken_before_sign_in_or_over_the_limit(school_server, brow
     ids = _watch_session(page)
     page.goto(base)
     page.get_by_role("textbox", name="Password").wait_for(timeout=90_000)
-    _settle(page)
+    settle(page)
     assert _upload(page, base, ids[0], 1000) == 403  # a session nobody has signed in to takes nothing
     page.get_by_role("textbox", name="User name").fill("mod")
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     session_id = ids[-1]
     assert _upload(page, base, session_id, 1000) == 204  # the moderator's own page may
     assert _upload(page, base, session_id, 2 * 2**20) == 413  # AIO_UPLOAD_MB=1 on the server too ...
@@ -149,7 +149,7 @@ def test_a_sign_in_outlives_reloads_and_bookmarks_and_returns_to_the_page_asked_
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Trends & alerts").wait_for(timeout=60_000)  # the page asked for
-    _settle(page)
+    settle(page)
     cookie = _session_cookie(context)
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     assert "aio_session" not in page.evaluate("document.cookie")  # no script on the page can read it
@@ -166,10 +166,10 @@ def test_a_sign_in_outlives_reloads_and_bookmarks_and_returns_to_the_page_asked_
     other.close()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("textbox", name="Password").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     page.reload()
     page.get_by_role("textbox", name="Password").wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
     assert "Signed in as" not in page.inner_text("body") and "ann secret" not in page.inner_text("body")
     with sqlite3.connect(path) as connection:
         stored = {row[0] for row in connection.execute("SELECT token_hash FROM auth_sessions")}

@@ -20,10 +20,12 @@ from aio_core.reply import ReplyOptions
 from aio_core.situation import UNSURE
 from aio_core.workflows.conversation import history, start_turn
 from db.models import Message
-from db.session import make_db, reading, writing
+from db.session import reading, writing
 from db.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
+from helpers import dashboard_env, url_of  # noqa: E402
+
 PASSWORD = "correct horse battery staple 42"
 DOWN = "My best friend moved away and now I sit alone at lunch."
 
@@ -176,17 +178,13 @@ def test_checks_on_a_whole_reply_catch_the_issue_examples():
 
 
 @pytest.fixture
-def school(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    for name, value in {"AIO_MODEL": "tiny-random", "AIO_DB_URL": url, "AIO_RISK": "phrases", "AIO_AUTH": "local",
-                        "AIO_DATA_DIR": str(tmp_path / "data")}.items():
-        monkeypatch.setenv(name, value)
-    db = make_db(url)
+def school(db, tmp_path, monkeypatch):
+    """A counsellor of Class A and a student of hers, signing in to the dashboard."""
+    dashboard_env(monkeypatch, tmp_path, url_of(db), auth="local")
     with writing(db) as session:
         add_user(session, "cara", PASSWORD, role="counsellor", by="test", groups=("Class A",))
         add_user(session, "ann", PASSWORD, role="student", by="test", groups=("Class A",), person="ann")
-    yield db
-    db.dispose()
+    return db
 
 
 def signed_in_chat(username: str) -> AppTest:

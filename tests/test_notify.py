@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from helpers import free_port
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -33,19 +33,13 @@ from db.alerts import list_alerts, transition_alert
 from db.escalation import set_escalation_list
 from db.models import AlertEvent, AuditEvent, Notification, utcnow
 from db.outbox import channel_health
-from db.session import make_db, reading, writing
+from db.session import reading, writing
 from db.store import NewMessage, add_messages
 from db.users import add_user, set_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 URGENT = "i want to kill myself"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Inbox:
@@ -130,19 +124,16 @@ def hook():
 
 
 @pytest.fixture
-def school(tmp_path):
+def school(db):
     """A store with Class A (counsellor cara, teacher lee) and Class B (counsellor cole, teacher tess), an admin
     and a deputy head, each with an address."""
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    db = make_db(url)
     with writing(db) as session:
         for name, role, groups in (("head", "admin", ()), ("cara", "counsellor", ("Class A",)),
                                    ("cole", "counsellor", ("Class B",)), ("lee", "teacher", ("Class A",)),
                                    ("tess", "teacher", ("Class B",)), ("dana", "counsellor", ())):
             add_user(session, name, PASSWORD, role=role, by="test", groups=groups, email=f"{name}@school.example")
         set_setting(session, "digest_frequency", "off", by="test")  # digests have their own test
-    yield db
-    db.dispose()
+    return db
 
 
 def configured(engine, db, smtp_port: int, hook_server=None, **changes):

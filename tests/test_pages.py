@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import dashboard_env, frame, screened, url_of, values
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
@@ -18,24 +19,17 @@ from db.alerts import list_alerts
 from db.jobs import list_jobs
 from db.models import Alert, AlertEvent, Message
 from db.rules import AlertRule
-from db.session import make_db, reading, writing
+from db.session import reading, writing
 from db.store import NewMessage, add_messages, set_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'aio.db'}"
-    monkeypatch.setenv("AIO_MODEL", "tiny-random")
-    monkeypatch.setenv("AIO_DB_URL", url)
-    monkeypatch.setenv("AIO_UPLOAD_MB", "1")
-    monkeypatch.setenv("AIO_RISK", "phrases")  # the random model's risk readout is noise
-    monkeypatch.setenv("AIO_AUTH", "off")  # sign-in and roles have their own tests (test_access.py)
-    monkeypatch.setenv("AIO_DATA_DIR", str(tmp_path / "data"))
-    db = make_db(url)
-    yield db
-    db.dispose()
+def app_env(db, tmp_path, monkeypatch):
+    """The dashboard without sign-in (roles have their own tests, test_access.py), uploads up to 1 MB."""
+    dashboard_env(monkeypatch, tmp_path, url_of(db), upload_mb="1", auth="off")
+    return db
 
 
 def open_page(name: str) -> AppTest:
@@ -54,28 +48,6 @@ def seed_person(db, handle: str, labels: str) -> None:
                                               label="negative" if c == "-" else "positive", confidence=0.9,
                                               p_negative=0.9 if c == "-" else 0.1, uncertain=False,
                                               created_at=start + timedelta(days=i))], rule=AlertRule())
-
-
-def frame(at: AppTest, *columns: str):
-    """The first table on the page that has all these columns (AppTest cannot find tables by key)."""
-    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
-
-
-def screened(at: AppTest, db) -> AppTest:
-    """Press Screen, wait for the background job to end (as a user would watch the progress), then look again."""
-    at.button(key="run").click().run()
-    assert not at.exception
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with reading(db) as session:
-            if not list_jobs(session):
-                return at.run()
-        time.sleep(0.05)
-    pytest.fail("the screening job did not end")
-
-
-def values(elements) -> list[str]:
-    return [str(e.value) for e in elements]
 
 
 def test_overview_on_an_empty_store_offers_the_demo_and_fills_it(app_env):
@@ -251,7 +223,7 @@ def test_a_re_uploaded_file_shows_every_row_reusing_the_labels_already_stored(ap
     """The same comments in a GBK-encoded copy (other bytes, so another batch) once showed and downloaded only the
     rows labelled now; every row of the file is now there, in file order, the stored ones with their stored labels,
     and nothing is labelled or stored twice."""
-    from aio_core.workflows.screening import batch_csv
+    from aio_core.workflows.exports import batch_export
     from db.models import Batch
 
     lines = [f"user{i % 4},第{i}条评论：这家店{'很好' if i % 3 else '太差了'},2026-05-{1 + i:02d} 10:00"
@@ -277,7 +249,7 @@ def test_a_re_uploaded_file_shows_every_row_reusing_the_labels_already_stored(ap
     for row, old in zip(range(2, 8), range(1, 7), strict=True):  # the stored labels, not new ones
         stored_id, label, confidence = before[old]
         assert (shown["label"][row - 1], shown["confidence"][row - 1]) == (label, confidence)
-    download = [line.split(",") for line in batch_csv(batch_id, db=app_env).decode("utf-8-sig").splitlines()]
+    download = [line.split(",") for line in batch_export(app_env, batch_id).data.decode("utf-8-sig").splitlines()]
     assert download[0][:3] == ["author", "comment", "posted"] and len(download) == 10
     assert [r[1].split("：")[0] for r in download[1:]] == [f"第{i}条评论" for i in (6, 0, 1, 2, 3, 4, 5, 7, 8)]
     assert all(r[3] in ("positive", "negative") for r in download[1:])

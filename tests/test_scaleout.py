@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,15 +26,9 @@ from db.models import Batch, Message
 from db.session import make_db, reading
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_screening import comments  # noqa: E402
+from helpers import comments, free_port  # noqa: E402
 
 OPTIONS = ScreenOptions("comment", "author", "posted")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,32 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import comments, stored
 from sqlalchemy import func, select
 
 from aio_core.csvfile import inspect_csv, iter_rows
 from aio_core.errors import UserError
 from aio_core.workflows import screening
-from aio_core.workflows.screening import ScreenOptions, batch_csv, screen_file
+from aio_core.workflows.exports import batch_export
+from aio_core.workflows.screening import ScreenOptions, screen_file
 from db.batches import BatchView, batch_rows
 from db.models import Batch, Message
 from db.session import reading
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def comments(path: Path, n: int, *, blank_every: int = 0) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["author", "comment", "posted"])
-        for i in range(n):
-            text = "" if blank_every and i % blank_every == 0 else f"comment {i}: 这个产品{'很好' if i % 2 else '很差'}"
-            writer.writerow([f"user{i % 7}", text, f"2026-05-{1 + i % 28:02d} 10:{i % 60:02d}"])
-    return path
-
-
-def stored(db) -> list[int]:
-    with reading(db) as session:
-        return list(session.scalars(select(Message.row_index).order_by(Message.row_index)))
 
 
 def test_every_row_is_stored_once_with_its_label_and_the_results_file_matches(tmp_path, engine, db):
@@ -99,7 +86,7 @@ def test_an_unreadable_time_stores_nothing_and_names_the_line(tmp_path, engine, 
 
 
 def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
-    source = comments(tmp_path / "big.csv", 3000, blank_every=97)
+    source = comments(tmp_path / "big.csv", 300, blank_every=97)
     path = tmp_path / "aio.db"
     command = [sys.executable, "-m", "aio_core", "--model", "tiny-random", "--db", f"sqlite:///{path}",
                "screen", str(source), "--text-column", "comment", "--person-column", "author",
@@ -116,7 +103,7 @@ def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
                     done = connection.execute("SELECT coalesce(max(rows_done), 0) FROM batches").fetchone()[0]
             except sqlite3.OperationalError:
                 continue
-            if 0 < done < 3000:
+            if 0 < done < 300:  # one chunk of 256 rows stored, the rest not yet
                 process.send_signal(signal.SIGKILL)
                 break
     process.wait(timeout=30)
@@ -128,9 +115,9 @@ def test_a_run_killed_half_way_resumes_with_every_row_once(tmp_path):
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = [r[0] for r in connection.execute("SELECT row_index FROM messages ORDER BY row_index")]
         status = connection.execute("SELECT status, rows_done, rows_blank FROM batches").fetchall()
-    expected = [n for n in range(1, 3001) if (n - 1) % 97]
+    expected = [n for n in range(1, 301) if (n - 1) % 97]
     assert rows == expected  # each non-blank row exactly once
-    assert status == [("complete", 3000, 3000 - len(expected))]
+    assert status == [("complete", 300, 300 - len(expected))]
 
 
 @pytest.mark.parametrize("header, rows, expected", [
@@ -194,10 +181,10 @@ def test_the_download_is_exactly_the_view_on_screen(tmp_path, engine, db):
                       encoding="utf-8")
     summary = screen_file(source, ScreenOptions("comment"), engine=engine, db=db)
     assert summary.risky == 1
-    everything = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_csv(summary.batch_id, db=db)))]
+    everything = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_export(db, summary.batch_id).data))]
     assert [r["id"] for r in everything] == ["1", "2", "3", "4"] and everything[0]["risk"] == "urgent"
     view = BatchView(flagged_only=True, order="risk")
-    flagged = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_csv(summary.batch_id, db=db, view=view)))]
+    flagged = [r for _, _, r in iter_rows(inspect_csv_bytes(tmp_path, batch_export(db, summary.batch_id, view).data))]
     with reading(db) as session:
         expected = [str(r.cells[0]) for r in batch_rows(session, summary.batch_id, view)]
     assert [r["id"] for r in flagged] == expected and expected[0] == "1"

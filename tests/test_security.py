@@ -20,9 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import PASSWORD, everything_shown, frame, free_port, screened, signed_in
 from sqlalchemy import func, select
-from test_access import PASSWORD, everything_shown, school, signed_in  # noqa: F401
-from test_pages import frame, screened
 
 from aio_core.csvfile import inspect_csv
 from aio_core.errors import UserError
@@ -395,16 +394,6 @@ def test_sign_in_off_refuses_to_start_on_a_network_address(tmp_path):
     output = process.stdout + process.stderr
     assert process.returncode != 0 and "AIO_AUTH=off" in output and "loopback" in output, output[-2000:]
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---- 11 and 12. the audit log forgets an erased person and keeps no typed name ---------------------------------------
 
 def test_erasing_a_person_removes_them_from_the_audit_log(tmp_path):
     from db.alerts import transition_alert

@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from aio_core.workflows.exports import PERSON_COLUMNS, person_rows
 from db.access import Scope
 from db.alerts import list_alerts, transition_alert
 from db.corrections import review_risk
 from db.errors import StoreError
 from db.models import Message, Notification
 from db.privacy import erase_person, export_person
-from db.reports import Filters, daily_counts, overview, person_report, person_report_rows, rank_people
+from db.reports import Filters, daily_counts, overview, person_report, rank_people
 from db.rules import AlertRule
 from db.session import SCHEMA_VERSION, compact, make_db, reading, writing
 from db.store import NewMessage, add_messages, list_messages
@@ -330,8 +331,8 @@ def test_a_persons_report_holds_exactly_the_messages_the_filters_show(db):
                      rule=AlertRule())
     shown = Filters(sources=("chat",), since=start + timedelta(days=2))
     with reading(db) as session:
-        header, rows = person_report_rows(person_report(session, "amy", AlertRule(), filters=shown))
-        _, hidden = person_report_rows(person_report(session, "amy", AlertRule(), scope=Scope(texts=False)))
+        header, rows = PERSON_COLUMNS, person_rows(person_report(session, "amy", AlertRule(), filters=shown))
+        hidden = person_rows(person_report(session, "amy", AlertRule(), scope=Scope(texts=False)))
     texts = [row[header.index("text")] for row in rows]
     assert texts == ["note 3", "note 5"]  # chat only, from the third day, oldest first
     assert [row[header.index("time")] for row in rows] == ["2026-04-04 09:00:00", "2026-04-06 09:00:00"]
