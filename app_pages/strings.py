@@ -28,10 +28,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "reader_risk": {"en": "risk", "zh": "风险"},
     "reader_label": {"en": "label", "zh": "情感标签"},
     "reader_situation": {"en": "situation", "zh": "情境"},
-    "fit_running": {"en": "Fitting this model's readers from the shipped sets ({stage} head; {share:.0%} of all). "
-                          "Until they are ready, labels are zero-shot and risk is read by the phrase list.",
-                    "zh": "正在用随附数据集为此模型拟合读出头（{stage}；共 {share:.0%}）。完成前，标签为零样本，"
-                          "风险只由短语表判断。"},
+    "fit_running": {"en": "Fitting this model's readers from the shipped sets ({stage} head; {share:.0%} of all).",
+                    "zh": "正在用随附数据集为此模型拟合读出头（{stage}；共 {share:.0%}）。"},
+    "fit_until_label": {"en": "Labels are zero-shot until the label head is ready.",
+                        "zh": "标签读出头就绪前，标签为零样本。"},
+    "fit_until_risk": {"en": "Risk is read by the phrase list alone until the risk head is ready.",
+                       "zh": "风险读出头就绪前，风险只由短语表判断。"},
     "fit_failed": {"en": "Fitting this model's readers from the shipped sets failed: {error}",
                    "zh": "用随附数据集拟合读出头失败：{error}"},
     "rescore_offer": {"en": "{count} stored messages were labelled zero-shot before the label head was ready.",

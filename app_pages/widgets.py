@@ -13,7 +13,7 @@ from aio_core.workflows.alerts import correct_label, review_risk
 from aio_core.workflows.learning import rescore
 from app_pages.state import ModelState, act, can, database, flash, model, read, rule, settings, show_flash
 from app_pages.strings import text
-from app_pages.text import md, t
+from app_pages.text import Markdown, md, t
 from db.access import PAGES
 from db.corrections import zero_shot_count
 from db.reports import SOURCES, Filters, groups
@@ -85,7 +85,9 @@ def readers_panel(engine: Engine, who: Viewer) -> None:
     status = autofit.read_status(engine.settings, engine.fingerprint, engine.prompt.version)
     if status is not None and status.active:
         stage = t(f"reader_{status.stage or status.stages[0]}")
-        st.progress(status.share, text=t("fit_running", stage=stage, share=status.share))
+        waiting = [t(f"fit_until_{s}") for s in ("label", "risk") if s in status.stages and s not in status.finished]
+        st.progress(status.share, text=Markdown(" ".join([t("fit_running", stage=stage, share=status.share),
+                                                           *waiting])))
     elif status is not None and status.state == "failed" and can(who, "manage_users"):
         st.error(t("fit_failed", error=md(status.error)))
     fresh = loaded_engine(settings()) or engine  # a fit in this process puts each head in use as it is saved

@@ -7,6 +7,7 @@ k-fold report. The texts are written for these tests."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -261,3 +262,28 @@ def test_learn_from_corrections_refits_and_reports_on_corrections_it_did_not_see
     with reading(db) as session:
         (event,) = read_audit(session, action="head.learn")
     assert event.target == now.head.head_id and event.detail.startswith("12 corrections; 5-fold")
+
+
+def test_the_progress_says_labels_are_zero_shot_only_while_the_label_head_is_missing(db, tmp_path, monkeypatch):
+    dashboard_env(monkeypatch, tmp_path, url_of(db), auth="off")
+    settings = Settings.from_env()
+    engine = get_engine(settings)
+    lock = settings.heads_dir / "autofit.lock"  # a live process fits, this one reads its status file
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": autofit.HOST}))
+
+    def shown(stages: list[str], finished: list[str]) -> str:
+        status = autofit.FitStatus(engine.fingerprint, engine.prompt.version, state="running", stages=stages,
+                                   stage=next(s for s in stages if s not in finished), finished=finished,
+                                   done=10, total=100)
+        autofit.status_path(settings, engine.fingerprint, engine.prompt.version).write_text(
+            json.dumps(dataclasses.asdict(status)))
+        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120).run()
+        assert not at.exception
+        (bar,) = [e for e in at.get("progress")]
+        return bar.proto.text
+
+    during = shown(["risk", "label", "situation"], [])
+    assert "(risk head; 3% of all)" in during and "Labels are zero-shot" in during and "phrase list" in during
+    after_label = shown(["risk", "label", "situation"], ["risk", "label"])
+    assert "(situation head" in after_label and "zero-shot" not in after_label and "phrase list" not in after_label
