@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from db.access import EVERYTHING, Scope, people_clause
 from db.errors import StoreError
-from db.labels import RISKY, effective_label, is_negative
+from db.labels import RISKY, effective_label, is_negative, severity_rank
 from db.models import Alert, AlertEvent, Message, Person, utcnow
 from db.outbox import enqueue_alert
 from db.phrases import (
@@ -56,6 +56,11 @@ def open_alert() -> ColumnElement[bool]:
     return Alert.status.in_(ACTIVE)
 
 
+def urgent_risk_alert() -> ColumnElement[bool]:
+    """THE definition of an urgent risk alert (what is escalated and counted as urgent), open or not."""
+    return and_(Alert.kind == "risk", Alert.severity == RISKY[-1])
+
+
 def in_period(since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
     """THE definition of an alert within a date range: its window (first to last message) overlaps the range."""
     conditions = [literal(True)]
@@ -71,7 +76,7 @@ def alert_order() -> tuple[ColumnElement, ...]:
     first; then the most recently updated."""
     return (case((Alert.status == "open", 0), (Alert.status == "acknowledged", 1), else_=2),
             case((Alert.kind == "risk", 0), else_=1),
-            case(*((Alert.severity == level, rank) for rank, level in enumerate(reversed(RISKY))), else_=len(RISKY)),
+            severity_rank(Alert.severity),
             Alert.updated_at.desc(), Alert.id.desc())
 
 

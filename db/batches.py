@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, batches_clause
 from db.alerts import open_alert
-from db.labels import effective_label, effective_risk, effective_risk_category, flagged, negatives, risky_count
+from db.labels import (
+    effective_label,
+    effective_risk,
+    effective_risk_category,
+    flagged,
+    negatives,
+    risky_count,
+    severity_rank,
+)
 from db.models import COMMENTER_PREFIX, Alert, Batch, BatchReuse, Message, Person, utcnow
 
 
@@ -154,7 +162,7 @@ def batch_rows(session: Session, batch_id: int, view: BatchView | None = None, *
     rows = _rows_of(batch_id)
     order = {"row": (rows.c.row,),
              "negative": (_negativity().desc(), rows.c.row),
-             "risk": (case((effective_risk() == "urgent", 0), (effective_risk() == "concern", 1), else_=2),
+             "risk": (severity_rank(effective_risk()),
                       _negativity().desc(), rows.c.row)}[view.order]
     query = (select(Message.id, rows.c.row, Person.handle, Message.text, effective_label(), Message.label,
                     Message.human_label, Message.confidence, Message.uncertain, effective_risk(),

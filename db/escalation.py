@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from db.alerts import urgent_risk_alert
 from db.errors import StoreError
 from db.models import Alert, AlertEvent, EscalationContact, Notification, Person, User
 from db.outbox import NOTIFY, Recipient, admins, enqueue_step
@@ -99,7 +100,7 @@ def due_steps(session: Session, *, now: datetime, minutes: int) -> list[Step]:
     more have passed without an acknowledgement, while anyone is left to tell."""
     due = []
     alerts = session.scalars(select(Alert).join(Person, Person.id == Alert.person_id)
-                             .where(Alert.kind == "risk", Alert.severity == "urgent", Alert.status == "open",
+                             .where(urgent_risk_alert(), Alert.status == "open",
                                     Person.is_student).order_by(Alert.id))
     for alert in alerts:
         last, reached = _reached(session, alert.id)

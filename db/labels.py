@@ -18,6 +18,11 @@ RISK_LEVELS = ("none", "concern", "urgent")  # in rising order of severity
 RISKY = RISK_LEVELS[1:]  # the levels that make a message a risk message
 
 
+def severity_rank(level: ColumnElement[str | None]) -> ColumnElement[int]:
+    """THE order of severity, for sorting: urgent first, then concern, then anything else."""
+    return case(*((level == name, rank) for rank, name in enumerate(reversed(RISKY))), else_=len(RISKY))
+
+
 def effective_label() -> ColumnElement[str | None]:
     return Message.effective_label  # defined on the model, for loaded messages and queries alike
 

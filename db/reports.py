@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from db.access import EVERYTHING, Scope, messages_clause, people_clause
-from db.alerts import ACTIVE, in_period, list_alerts, open_alert
+from db.alerts import ACTIVE, in_period, list_alerts, open_alert, urgent_risk_alert
 from db.labels import effective_label, negatives, risky_count
 from db.models import Alert, Batch, Message, Person, User, UserGroup
 from db.rules import AlertRule, flagged_windows, negative_share, rolling_share
@@ -112,7 +112,7 @@ def overview(session: Session, scope: Scope = EVERYTHING, filters: Filters = NO_
                     people=session.scalar(select(func.count()).select_from(people.subquery())),
                     open_alerts=session.scalar(select(func.count()).select_from(alerts.subquery())),
                     urgent_alerts=session.scalar(select(func.count()).select_from(
-                        alerts.where(Alert.kind == "risk", Alert.severity == "urgent").subquery())),
+                        alerts.where(urgent_risk_alert()).subquery())),
                     batches=session.scalar(batches))
 
 
@@ -172,7 +172,7 @@ def rank_people(session: Session, *, days: int = 7, limit: int = 50, scope: Scop
               .where(shown, in_window, Message.person_id.is_not(None))
               .group_by(Message.person_id).subquery())
     alerts = (select(Alert.person_id, func.count().label("open"),
-                     func.max(case((and_(Alert.kind == "risk", Alert.severity == "urgent"), 1), else_=0))
+                     func.max(case((urgent_risk_alert(), 1), else_=0))
                      .label("urgent"))
               .where(open_alert(), filters.alerts()).group_by(Alert.person_id).subquery())
     sources = (select(Message.person_id, Message.source).where(shown, Message.person_id.is_not(None))
