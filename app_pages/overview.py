@@ -89,9 +89,11 @@ if report.activity:
     activity["label"] = activity["label"].map(lambda label: t(label) if label != "unlabelled" else
                                               t("unlabelled_badge"))
     st.altair_chart(alt.Chart(activity).mark_bar().encode(
-        # Dates as numbers: Vega-Lite's own labels ("Thu 02", "12 PM") are English in every language.
-        x=alt.X("day:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30)),
-        y=alt.Y("count:Q", title=t("messages_stored")),
+        # Dates as numbers: Vega-Lite's own labels ("Thu 02", "12 PM") are English in every language. One bar and at
+        # most one tick per day: on a few days' range ticks every six hours all read the same date.
+        x=alt.X("yearmonthdate(day):T", title=None,
+                axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30, tickCount="day")),
+        y=alt.Y("count:Q", title=t("messages_stored"), axis=alt.Axis(tickMinStep=1, format="d")),  # whole messages
         color=alt.Color("label:N", title=None, scale=alt.Scale(
             domain=[t("positive"), t("negative"), t("unlabelled_badge")], range=["#2e9e5b", "#d64545", "#9e9e9e"])),
-        tooltip=["day:T", "label:N", "count:Q"]), width="stretch")
+        tooltip=[alt.Tooltip("yearmonthdate(day):T", format="%Y-%m-%d"), "label:N", "count:Q"]), width="stretch")

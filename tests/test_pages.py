@@ -4,6 +4,7 @@ what ends up stored."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from datetime import datetime, timedelta
@@ -649,6 +650,15 @@ def test_the_shipped_server_config_listens_locally_and_wastes_no_cpu_beside_the_
     assert config["server"]["fileWatcherType"] == "none"
     assert config["server"]["address"] == "localhost"
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_activity_chart_has_one_bar_and_one_date_label_per_day_and_whole_counts(app_env):
+    seed_person(app_env, "four", "+-+-")  # four days: Vega-Lite's own ticks came every six hours, each "2026-04-01"
+    at = open_page("overview")
+    spec = json.loads(next(e.proto.spec for e in at.get("vega_lite_chart")))
+    x = spec["encoding"]["x"]
+    assert x["timeUnit"] == "yearmonthdate" and x["axis"]["tickCount"] == "day" and x["axis"]["format"] == "%Y-%m-%d"
+    assert spec["encoding"]["y"]["axis"] == {"format": "d", "tickMinStep": 1}  # no "0.2 messages"
 
 
 def test_the_rule_is_spelled_out_and_a_one_day_person_still_gets_dated_axes(app_env):
