@@ -57,16 +57,19 @@ class Export:
     target: str | None = None
 
 
+def _record(db: Database, by: str, action: str, target: str | None, rows: int) -> None:
+    with writing(db) as session:
+        audit(session, by, action, target, f"{rows} rows")
+
+
 def record_download(db: Database, by: str, export: Export) -> None:
     """Log that `by` downloaded `export` (a download button's click, or the CLI writing it out)."""
-    with writing(db) as session:
-        audit(session, by, export.action, export.target, f"{export.rows} rows")
+    _record(db, by, export.action, export.target, export.rows)
 
 
 def record_batch_download(db: Database, by: str, batch_id: int, rows: int) -> None:
     """Log a screened batch's download (its file is made when the button is pressed, so it is not at hand here)."""
-    with writing(db) as session:
-        audit(session, by, "export.batch", str(batch_id), f"{rows} rows")
+    _record(db, by, "export.batch", str(batch_id), rows)
 
 
 def result_cells(row: BatchRow | None) -> list[object]:

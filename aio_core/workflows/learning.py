@@ -82,16 +82,30 @@ def fit_label_head(paths: Sequence[Path | str] = (), *, engine: Engine, db: Data
     paths = list(paths) or shipped_files()
     base = read_labelled(paths)
     taught = taught_rows(db) if db is not None else []
+    feats, choice, tables = _read_and_choose(base, taught, engine=engine, progress=progress)
+    return _fit_and_save(paths, base, taught, feats, choice, tables, engine=engine, replace=replace,
+                         fitting_set=fitting_set)
+
+
+def _read_and_choose(base: Sequence[LabelledRow], taught: Sequence[LabelledRow], *, engine: Engine,
+                     progress: Callable[[int], None] | None = None):
+    """The model's reading of the file rows and the corrections (cached), and each language's readout with every
+    candidate's leave-one-domain-out table, chosen on the file rows alone (the corrections are no domain)."""
     if len({r.domain for r in base}) < 2:
         raise UserError("Fitting a head needs at least two domains (a domain column, or two files) so its readout "
                         "is chosen on text it was not fitted on.")
-    zero_shot = engine.with_head(None)
-    rows = [*base, *taught]
-    feats = features(rows, engine=zero_shot, readouts=candidate_readouts(engine.backend.layers),
-                     cache=engine.settings.cache_dir, progress=progress)
-    chosen_on = np.arange(len(base))
-    base_feats = dataclasses.replace(feats, log_odds=feats.log_odds[chosen_on], hidden=feats.hidden[chosen_on])
+    feats = features([*base, *taught], engine=engine.with_head(None),
+                     readouts=candidate_readouts(engine.backend.layers), cache=engine.settings.cache_dir,
+                     progress=progress)
+    base_feats = dataclasses.replace(feats, log_odds=feats.log_odds[:len(base)], hidden=feats.hidden[:len(base)])
     choice, tables = choose_readouts(base, base_feats)
+    return feats, choice, tables
+
+
+def _fit_and_save(paths: Sequence[Path | str], base: Sequence[LabelledRow], taught: Sequence[LabelledRow], feats,
+                  choice: dict[str, int], tables: dict, *, engine: Engine, replace: bool,
+                  fitting_set: str | None) -> tuple[Head, Path]:
+    rows = [*base, *taught]
     weights = np.array([CORRECTION_WEIGHT if r.domain == CORRECTIONS_DOMAIN else 1.0 for r in rows])
     parts = fit_head_parts(rows, feats, choice, weights)
     # Reported as measured: each held-out domain scored with the readout chosen without it (nested).
@@ -275,18 +289,22 @@ def correction_curve(base: Sequence[LabelledRow], taught: Sequence[LabelledRow],
     return {size: float(right[size].mean()) for size in usable}, held_p
 
 
+def _enough_corrections(db: Database) -> list[LabelledRow]:
+    """The corrections in force (each positive or negative), or one sentence when too few to learn from."""
+    taught = taught_rows(db)
+    if len(taught) < MIN_CORRECTIONS:
+        raise UserError(f"Learning needs at least {MIN_CORRECTIONS} corrected labels to show what it gains on ones "
+                        f"it was not fitted on; there are {len(taught)} so far. Correct labels on Chat, Screen or "
+                        "Trends first.")
+    return taught
+
+
 def corrections_curve_on(base: Sequence[LabelledRow], *, engine: Engine, db: Database,
                          folds: int = LEARN_FOLDS) -> tuple[int, dict[int, float]]:
     """The learning curve of the store's corrections on top of `base` (study --with-corrections): how many
     corrections there are, and {corrections fitted on: accuracy on the held-out ones}, k-fold."""
-    taught = [r for r in taught_rows(db) if r.label in ("positive", "negative")]
-    if len(taught) < MIN_CORRECTIONS:
-        raise UserError(f"A learning curve needs at least {MIN_CORRECTIONS} corrected labels; there are "
-                        f"{len(taught)} so far.")
-    feats = features([*base, *taught], engine=engine.with_head(None),
-                     readouts=candidate_readouts(engine.backend.layers), cache=engine.settings.cache_dir)
-    base_feats = dataclasses.replace(feats, log_odds=feats.log_odds[:len(base)], hidden=feats.hidden[:len(base)])
-    choice, _ = choose_readouts(base, base_feats)
+    taught = _enough_corrections(db)
+    feats, choice, _ = _read_and_choose(base, taught, engine=engine)
     return len(taught), correction_curve(base, taught, feats, choice, folds=folds)[0]
 
 
@@ -301,22 +319,16 @@ def learn_from_corrections(*, engine: Engine, db: Database, by: str, folds: int 
     if not engine.backend.reads_hidden_states:
         raise UserError("This backend gives no hidden states, so no label head can be fitted or used with it; "
                         "fit the head with the in-process backend on the same weights.")
-    taught = [r for r in taught_rows(db) if r.label in ("positive", "negative")]
-    if len(taught) < MIN_CORRECTIONS:
-        raise UserError(f"Learning needs at least {MIN_CORRECTIONS} corrected labels to show what it gains on ones "
-                        f"it was not fitted on; there are {len(taught)} so far. Correct labels on Chat, Screen or "
-                        "Trends first.")
+    taught = _enough_corrections(db)
     files = base_files(engine)
     base = read_labelled(files)
     before_labels = classify([r.text for r in taught], engine=engine)
     before = float(np.mean([s.label == r.label for s, r in zip(before_labels, taught, strict=True)]))
-    zero_shot = engine.with_head(None)
-    feats = features([*base, *taught], engine=zero_shot, readouts=candidate_readouts(engine.backend.layers),
-                     cache=engine.settings.cache_dir, progress=progress)
-    base_feats = dataclasses.replace(feats, log_odds=feats.log_odds[:len(base)], hidden=feats.hidden[:len(base)])
-    choice, _ = choose_readouts(base, base_feats)
+    # One reading and one readout choice serve the k-fold report and the head that is saved.
+    feats, choice, tables = _read_and_choose(base, taught, engine=engine, progress=progress)
     curve, _ = correction_curve(base, taught, feats, choice, folds=folds)
-    head, path = fit_label_head(files, engine=engine, db=db)
+    head, path = _fit_and_save(files, base, taught, feats, choice, tables, engine=engine, replace=True,
+                               fitting_set=None)
     refresh_heads(engine.settings)
     after = curve[max(curve)]
     with writing(db) as session:
